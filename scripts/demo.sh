@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The README's run command: a split fine-tuning run between a cloud server and an
+# edge client on this machine.
+set -euo pipefail
+cat >&2 <<'MSG'
+seam demo: not available yet.
+The split fine-tuning job (cloud server + edge client over TLS) has not landed.
+What works today: `scripts/test.sh` builds Seam and runs its test suite.
+MSG
+exit 2

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian package Seam's build, tests and demos need.
+# Quiet and offline when everything is already installed (dpkg-query only).
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  g++ cmake ninja-build ccache lld pkg-config git
+  # libraries
+  libtorch-dev libopenblas0-openmp libasio-dev libcereal-dev libssl-dev
+  libboost-program-options-dev libgtest-dev libzstd-dev zlib1g-dev
+  # fuzzing (libFuzzer needs clang's runtime)
+  clang libclang-rt-14-dev
+  # python side: TorchScript models and reference results in tests
+  python3 python3-torch python3-numpy
+  # real data
+  dataset-fashion-mnist fortunes fortunes-min fortunes-de fortunes-es fortunes-it
+  # certificates, peer tool, link emulation
+  openssl iproute2
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "installed" ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "seam setup: installing ${#missing[@]} package(s): ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "seam setup: done"
