@@ -1,0 +1,43 @@
+#pragma once
+// C3-SL boundary transform (Hsieh et al. 2022, arXiv 2207.12397): groups of R
+// samples are bound into one by circular convolution with fixed keys, and
+// unbound on the other side by circular correlation. Both directions shrink by
+// R. bind/unbind are ordinary differentiable ATen ops: the gradient that flows
+// back through unbind is the gradient with respect to the bound tensor.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace seam::compression {
+
+enum class C3KeyKind {
+  gaussian,  // k ~ N(0, 1/D), L2-normalised (the paper's keys)
+  unitary,   // unit-magnitude spectrum, random phase: unbinding is exact for R = 1
+};
+
+class C3Transform {
+ public:
+  // R keys of length D, drawn from `seed` (shared by both sides of a session).
+  C3Transform(int r, std::int64_t d, std::uint64_t seed, C3KeyKind kind = C3KeyKind::gaussian);
+
+  // z: [B, ...] with prod(...) == D. Returns [ceil(B/R), ...]; a partial last
+  // group is zero-padded, never dropped.
+  at::Tensor bind(const at::Tensor& z) const;
+  // v: [G, ...]. Returns [batch, ...], batch <= G*R.
+  at::Tensor unbind(const at::Tensor& v, std::int64_t batch) const;
+
+  int r() const { return r_; }
+  std::int64_t d() const { return d_; }
+  const at::Tensor& keys() const { return keys_; }  // [R, D], float64
+
+  // Direct O(D^2) definitions, for tests: sum_r k_r (*) z_r and k_r (star) v.
+  static at::Tensor circular_convolve_direct(const at::Tensor& k, const at::Tensor& z);
+  static at::Tensor circular_correlate_direct(const at::Tensor& k, const at::Tensor& v);
+
+ private:
+  int r_;
+  std::int64_t d_;
+  at::Tensor keys_;
+};
+
+}  // namespace seam::compression
