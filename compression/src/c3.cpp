@@ -27,36 +27,42 @@ C3Transform::C3Transform(int r, std::int64_t d, std::uint64_t seed, C3KeyKind ki
     if (d % 2 == 0) spec.select(1, f - 1).copy_(sign.select(1, 1));
     keys_ = at::fft_irfft(spec, d, -1);
   }
+  spec64_ = at::fft_rfft(keys_, d, -1);
+  spec32_ = at::fft_rfft(keys_.to(at::kFloat), d, -1);
+}
+
+at::Tensor C3Transform::spectrum(c10::ScalarType t) const {
+  if (t == at::kDouble) return spec64_;
+  if (t == at::kFloat) return spec32_;
+  throw CodecError(std::string("c3: dtype ") + c10::toString(t) + " unsupported (float32 or float64)");
 }
 
 at::Tensor C3Transform::bind(const at::Tensor& z) const {
-  if (z.dim() < 2) throw CodecError("c3 bind: input must be [batch, ...]");
-  const std::int64_t b = z.size(0);
-  if (z.numel() / std::max<std::int64_t>(b, 1) != d_)
-    throw CodecError("c3 bind: per-sample size " + std::to_string(z.numel() / std::max<std::int64_t>(b, 1)) +
-                     " differs from D=" + std::to_string(d_));
+  if (z.dim() < 2 || z.size(-1) != d_)
+    throw CodecError("c3 bind: input must be [batch, ..., D] with D=" + std::to_string(d_));
+  const std::int64_t b = z.size(0), m = z.numel() / std::max<std::int64_t>(b * d_, 1);
   const std::int64_t g = (b + r_ - 1) / r_;
-  at::Tensor z2 = z.reshape({b, d_});
-  if (g * r_ != b) z2 = at::constant_pad_nd(z2, {0, 0, 0, g * r_ - b});
-  at::Tensor kf = at::fft_rfft(keys_.to(z.scalar_type()), d_, -1);               // [R, F]
-  at::Tensor zf = at::fft_rfft(z2.reshape({g, r_, d_}), d_, -1);                  // [G, R, F]
-  at::Tensor v = at::fft_irfft((zf * kf.unsqueeze(0)).sum(1), d_, -1);            // [G, D]
+  at::Tensor z3 = z.reshape({b, m, d_});
+  if (g * r_ != b) z3 = at::constant_pad_nd(z3, {0, 0, 0, 0, 0, g * r_ - b});
+  at::Tensor kf = spectrum(z.scalar_type()).unsqueeze(1);                 // [R, 1, F]
+  at::Tensor zf = at::fft_rfft(z3.reshape({g, r_, m, d_}), d_, -1);       // [G, R, M, F]
+  at::Tensor v = at::fft_irfft((zf * kf).sum(1), d_, -1);                  // [G, M, D]
   auto shape = z.sizes().vec();
   shape[0] = g;
   return v.reshape(shape);
 }
 
 at::Tensor C3Transform::unbind(const at::Tensor& v, std::int64_t batch) const {
-  if (v.dim() < 2) throw CodecError("c3 unbind: input must be [groups, ...]");
-  const std::int64_t g = v.size(0);
-  if (v.numel() / std::max<std::int64_t>(g, 1) != d_) throw CodecError("c3 unbind: per-group size differs from D");
-  if (batch < 0 || batch > g * r_ || batch <= (g - 1) * r_)
+  if (v.dim() < 2 || v.size(-1) != d_)
+    throw CodecError("c3 unbind: input must be [groups, ..., D] with D=" + std::to_string(d_));
+  const std::int64_t g = v.size(0), m = v.numel() / std::max<std::int64_t>(g * d_, 1);
+  if (batch <= (g - 1) * r_ || batch > g * r_)
     throw CodecError("c3 unbind: batch " + std::to_string(batch) + " does not fit " + std::to_string(g) + " groups of " +
                      std::to_string(r_));
-  at::Tensor kf = at::fft_rfft(keys_.to(v.scalar_type()), d_, -1).conj();  // [R, F]
-  at::Tensor vf = at::fft_rfft(v.reshape({g, d_}), d_, -1);                 // [G, F]
-  at::Tensor z = at::fft_irfft(vf.unsqueeze(1) * kf.unsqueeze(0), d_, -1);  // [G, R, D]
-  z = z.reshape({g * r_, d_}).narrow(0, 0, batch);
+  at::Tensor kf = spectrum(v.scalar_type()).conj().unsqueeze(1);          // [R, 1, F]
+  at::Tensor vf = at::fft_rfft(v.reshape({g, 1, m, d_}), d_, -1);         // [G, 1, M, F]
+  at::Tensor z = at::fft_irfft(vf * kf, d_, -1);                          // [G, R, M, D]
+  z = z.reshape({g * r_, m, d_}).narrow(0, 0, batch);
   auto shape = v.sizes().vec();
   shape[0] = batch;
   return z.reshape(shape);

@@ -234,7 +234,7 @@ TEST(SpecGrammar, ErrorsNameWhatIsAllowed) {
   EXPECT_EQ(sc::make_codec("quant:bits=4")->spec(),
             "quant:bits=4,scale=tensor,mode=asym,round=nearest,clip=none,prior=laplace,sdtype=f32");
   EXPECT_EQ(sc::make_codec("lowrank:rank=4")->spec(),
-            "lowrank:rank=4,iters=2,oversample=4,mode=sample,warm=0+none");
+            "lowrank:rank=4,iters=1,oversample=4,mode=sample,warm=0+none");
 }
 
 TEST(SpecGrammar, DecoderRefusesAMessageOfAnotherSpec) {

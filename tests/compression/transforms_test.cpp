@@ -58,16 +58,16 @@ TEST(C3, KeysAreUnitNormAndSharedBySeed) {
 
 TEST(C3, UnitaryKeysUnbindExactlyForROne) {
   sc::C3Transform c3(1, 48, 3, sc::C3KeyKind::unitary);
-  auto z = torch::randn({5, 6, 8}, torch::kDouble);
+  auto z = torch::randn({5, 6, 48}, torch::kDouble);
   auto zh = c3.unbind(c3.bind(z), 5);
   EXPECT_LT((zh - z).abs().max().item<double>(), 1e-10);
 }
 
 TEST(C3, PartialGroupIsPaddedNotDropped) {
   sc::C3Transform c3(4, 256, 3, sc::C3KeyKind::unitary);
-  auto z = torch::randn({6, 16, 16});
+  auto z = torch::randn({6, 3, 256});
   auto v = c3.bind(z);
-  EXPECT_EQ(v.sizes(), (std::vector<int64_t>{2, 16, 16}));
+  EXPECT_EQ(v.sizes(), (std::vector<int64_t>{2, 3, 256}));
   auto zh = c3.unbind(v, 6);
   EXPECT_EQ(zh.sizes(), z.sizes());
   // Retrieval is noisy (R keys superposed, cosine ~ 1/sqrt(R)) but correlated with the input.
@@ -79,8 +79,8 @@ TEST(C3, PartialGroupIsPaddedNotDropped) {
 
 TEST(C3, GradientsPassFiniteDifferenceCheck) {
   sc::C3Transform c3(3, 10, 11);
-  gradcheck([&](const torch::Tensor& z) { return c3.bind(z); }, torch::randn({5, 10}));
-  gradcheck([&](const torch::Tensor& v) { return c3.unbind(v, 5); }, torch::randn({2, 10}));
+  gradcheck([&](const torch::Tensor& z) { return c3.bind(z); }, torch::randn({5, 2, 10}));
+  gradcheck([&](const torch::Tensor& v) { return c3.unbind(v, 5); }, torch::randn({2, 2, 10}));
 }
 
 TEST(Sft, FactorsReproduceTheLayerAtFullRankAndTruncateOptimally) {

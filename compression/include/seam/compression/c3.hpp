@@ -20,10 +20,12 @@ class C3Transform {
   // R keys of length D, drawn from `seed` (shared by both sides of a session).
   C3Transform(int r, std::int64_t d, std::uint64_t seed, C3KeyKind kind = C3KeyKind::gaussian);
 
-  // z: [B, ...] with prod(...) == D. Returns [ceil(B/R), ...]; a partial last
+  // z: [B, ..., D]. Binds along the last dimension (the same key for every
+  // position in between, e.g. every token); to bind a whole flattened sample,
+  // reshape it to [B, D] first. Returns [ceil(B/R), ..., D]; a partial last
   // group is zero-padded, never dropped.
   at::Tensor bind(const at::Tensor& z) const;
-  // v: [G, ...]. Returns [batch, ...], batch <= G*R.
+  // v: [G, ..., D]. Returns [batch, ..., D], (G-1)*R < batch <= G*R.
   at::Tensor unbind(const at::Tensor& v, std::int64_t batch) const;
 
   int r() const { return r_; }
@@ -35,9 +37,12 @@ class C3Transform {
   static at::Tensor circular_correlate_direct(const at::Tensor& k, const at::Tensor& v);
 
  private:
+  at::Tensor spectrum(c10::ScalarType t) const;  // rfft of the keys, [R, D/2+1]
+
   int r_;
   std::int64_t d_;
   at::Tensor keys_;
+  at::Tensor spec64_, spec32_;  // cached: the keys never change
 };
 
 }  // namespace seam::compression
