@@ -99,6 +99,25 @@ static void check_composition(std::vector<BoundStage>& stages) {
   if (kind == PartKind::tensors) stages.push_back(bind_stage(stage_or_throw("none"), {}));
 }
 
+// "k=v,k=v" -> map; shared by spec strings and the params recorded in messages.
+static std::map<std::string, std::string> parse_params(const std::string& stage, const std::string& kvs) {
+  std::map<std::string, std::string> given;
+  std::size_t ks = 0;
+  while (true) {
+    auto comma = kvs.find(',', ks);
+    std::string kv = kvs.substr(ks, comma == std::string::npos ? std::string::npos : comma - ks);
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == kv.size())
+      throw CodecError("stage '" + stage + "': parameter '" + kv + "' is not key=value");
+    auto key = kv.substr(0, eq);
+    if (given.count(key)) throw CodecError("stage '" + stage + "': parameter '" + key + "' given twice");
+    given[key] = kv.substr(eq + 1);
+    if (comma == std::string::npos) break;
+    ks = comma + 1;
+  }
+  return given;
+}
+
 static std::vector<BoundStage> parse_spec(const std::string& spec) {
   if (spec.empty()) throw CodecError("empty codec spec; use \"none\" for raw tensors");
   std::vector<BoundStage> stages;
@@ -113,19 +132,7 @@ static std::vector<BoundStage> parse_spec(const std::string& spec) {
     if (colon != std::string::npos) {
       std::string kvs = part.substr(colon + 1);
       if (kvs.empty()) throw CodecError("stage '" + name + "' has ':' but no parameters");
-      std::size_t ks = 0;
-      while (true) {
-        auto comma = kvs.find(',', ks);
-        std::string kv = kvs.substr(ks, comma == std::string::npos ? std::string::npos : comma - ks);
-        auto eq = kv.find('=');
-        if (eq == std::string::npos || eq == 0 || eq + 1 == kv.size())
-          throw CodecError("stage '" + name + "': parameter '" + kv + "' is not key=value");
-        auto key = kv.substr(0, eq);
-        if (given.count(key)) throw CodecError("stage '" + name + "': parameter '" + key + "' given twice");
-        given[key] = kv.substr(eq + 1);
-        if (comma == std::string::npos) break;
-        ks = comma + 1;
-      }
+      given = parse_params(name, kvs);
     }
     stages.push_back(bind_stage(stage_or_throw(name), given));
     if (static_cast<int>(stages.size()) > kMaxStages) throw CodecError("codec spec has too many stages");
@@ -175,19 +182,9 @@ static ParsedMessage parse_message(const std::uint8_t* data, std::size_t size, b
     if (version != info->version)
       r.fail("stage '" + name + "' version " + std::to_string(version) + " is not supported (this build has v" +
              std::to_string(info->version) + ")");
-    std::map<std::string, std::string> given;
-    std::size_t ks = 0;
-    while (!params.empty()) {
-      auto comma = params.find(',', ks);
-      auto kv = params.substr(ks, comma == std::string::npos ? std::string::npos : comma - ks);
-      auto eq = kv.find('=');
-      if (eq == std::string::npos) r.fail("malformed parameters of stage '" + name + "'");
-      given[kv.substr(0, eq)] = kv.substr(eq + 1);
-      if (comma == std::string::npos) break;
-      ks = comma + 1;
-    }
     try {
-      m.stages.push_back(bind_stage(*info, given));
+      m.stages.push_back(bind_stage(*info, params.empty() ? std::map<std::string, std::string>{}
+                                                          : parse_params(name, params)));
     } catch (const DecodeError&) {
       throw;
     } catch (const CodecError& e) {
