@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Generates a PKI for Seam in DIR (private keys stay there; never commit them):
+#   ca.pem/.key          CA that signs the server and the edge clients
+#   server.pem/.key      server certificate for localhost and 127.0.0.1
+#   client.pem/.key      edge client "edge-1", signed by ca
+#   rogue.pem/.key       client signed by another CA (other-ca.pem)
+#   expired.pem/.key     client signed by ca, validity ended in 2020
+# Usage: scripts/gen-certs.sh DIR [SERVER_NAME]
+set -euo pipefail
+dir=${1:?usage: gen-certs.sh DIR [SERVER_NAME]}
+name=${2:-localhost}
+mkdir -p "$dir"
+cd "$dir"
+umask 077
+
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+make_ca() {
+  key "$1.key"
+  openssl req -x509 -new -key "$1.key" -sha256 -days 3650 -subj "/CN=$2" -out "$1.pem" 2>/dev/null
+}
+sign() {  # sign NAME CN CA EXT
+  key "$1.key"
+  openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr" 2>/dev/null
+  printf '%b\n' "$4" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA "$3.pem" -CAkey "$3.key" -CAcreateserial -days 365 -sha256 \
+    -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+  rm -f "$1.csr" "$1.ext"
+}
+
+make_ca ca "Seam Test CA"
+make_ca other-ca "Other CA"
+sign server "$name" ca "subjectAltName=DNS:$name,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth"
+sign client edge-1 ca "extendedKeyUsage=clientAuth"
+sign rogue edge-rogue other-ca "extendedKeyUsage=clientAuth"
+
+# An expired client certificate needs explicit dates: `openssl ca` takes them.
+key expired.key
+openssl req -new -key expired.key -subj "/CN=edge-expired" -out expired.csr 2>/dev/null
+: > index.txt
+echo 1000 > serial
+cat > ca.cnf <<CNF
+[ ca ]
+default_ca = seam
+[ seam ]
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = any
+copy_extensions = none
+[ any ]
+commonName = supplied
+[ client ]
+extendedKeyUsage = clientAuth
+CNF
+openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr -out expired.pem \
+  -startdate 20200101000000Z -enddate 20200201000000Z -extensions client -notext 2>/dev/null
+rm -f expired.csr index.txt* serial* ca.cnf 1000.pem ca.srl other-ca.srl
+echo "seam: certificates written to $dir"

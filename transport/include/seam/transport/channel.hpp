@@ -1,0 +1,111 @@
+#pragma once
+// The TLS channel: an async server (one session per connection) and a
+// synchronous request/reply client. Asio and OpenSSL stay inside the library.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "seam/transport/errors.hpp"
+#include "seam/transport/message.hpp"
+#include "seam/transport/shaper.hpp"
+
+namespace seam::transport {
+
+using Millis = std::chrono::milliseconds;
+
+struct TlsOptions {
+  std::string ca_file;      // verifies the peer: the server's CA (client) or the client CA (server)
+  std::string cert_file;    // own certificate (PEM, may hold a chain)
+  std::string key_file;     // own private key (PEM)
+  std::string server_name;  // client: host name to verify (default: the host connected to)
+  bool require_client_cert = true;  // server: mutual TLS
+  bool allow_tls12 = false;         // TLS 1.3 only unless set
+  // Benchmarks on loopback only: no TLS at all. Refused on any other address.
+  bool insecure_plaintext = false;
+};
+
+struct PeerInfo {
+  std::string identity;  // client certificate subject, or "plaintext:<address>"
+  std::string address;
+  std::string session_key;  // identity|client_id|nonce from the last Hello, empty before it
+};
+
+struct ServerOptions {
+  std::string bind_address = "127.0.0.1";
+  std::uint16_t port = 0;  // 0 = pick a free port (see Server::port())
+  TlsOptions tls;
+  FrameLimits limits;
+  int max_connections = 64;
+  int worker_threads = 2;  // run the handler off the I/O thread
+  Millis handshake_timeout{10000};
+  Millis idle_timeout{300000};  // between requests
+  Millis io_timeout{30000};     // to finish reading a started frame, or writing one
+  std::size_t max_send_queue_bytes = std::size_t{512} << 20;
+  LinkOptions link;  // optional emulated link on replies
+};
+
+// Returns the reply. Throwing std::exception sends an Error message with its
+// text and keeps the connection.
+using Handler = std::function<Message(const PeerInfo&, Message&&)>;
+
+class Server {
+ public:
+  Server(ServerOptions options, Handler handler);
+  ~Server();  // calls stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  void start();  // throws TransportError (bad certificate files, bind failure, plaintext off loopback)
+  std::uint16_t port() const;
+  // Stops accepting, lets in-flight replies finish (up to io_timeout), closes the rest.
+  void stop();
+  int active_sessions() const;
+  std::uint64_t replays() const;  // retried requests answered from the saved reply
+
+ private:
+  friend struct Session;
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+struct ClientOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  TlsOptions tls;
+  FrameLimits limits;
+  Millis connect_timeout{10000};  // TCP connect + TLS handshake
+  Millis request_timeout{60000};  // write request + read reply
+  int max_attempts = 5;           // per request, reconnects included
+  Millis backoff_initial{50};
+  Millis backoff_max{5000};
+  LinkOptions link;  // optional emulated link on requests
+};
+
+// Synchronous request/reply. Not thread-safe: one app thread per Client.
+class Client {
+ public:
+  explicit Client(ClientOptions options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Sends Hello (kept for reconnects) and returns the Welcome.
+  Welcome connect(Hello hello);
+  // Sends a request and waits for its reply. On a broken connection it
+  // reconnects with exponential backoff, re-sends Hello, and retries with the
+  // same request id, so the server answers a retried request from its saved
+  // reply instead of applying it twice. An Error reply throws TransportError
+  // (peer_error) carrying the server's text.
+  Message request(Message m);
+  void close();  // sends Goodbye when connected
+  const BandwidthEstimator& bandwidth() const;
+  std::uint64_t reconnects() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace seam::transport

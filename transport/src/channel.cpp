@@ -1,0 +1,622 @@
+// TLS channel: async server with one session per connection, sync client.
+// All session state is touched only on the server's single I/O thread (an
+// implicit strand); handlers run on a worker pool and post their reply back.
+#include "seam/transport/channel.hpp"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+#include <atomic>
+#include <deque>
+#include <list>
+#include <map>
+#include <optional>
+#include <random>
+#include <thread>
+
+namespace seam::transport {
+
+namespace {
+
+using tcp = asio::ip::tcp;
+using SslStream = asio::ssl::stream<tcp::socket>;
+
+TransportError terr(Errc e, const std::string& what) { return TransportError(make_error_code(e), what); }
+
+std::unique_ptr<asio::ssl::context> make_tls_context(const TlsOptions& o, bool server) {
+  if (o.insecure_plaintext) return nullptr;
+  auto ctx = std::make_unique<asio::ssl::context>(server ? asio::ssl::context::tls_server
+                                                         : asio::ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), o.allow_tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+  auto load = [&](const std::string& what, const std::string& file, auto&& fn) {
+    try {
+      fn();
+    } catch (const std::system_error& e) {
+      throw terr(Errc::tls_failure, "cannot load " + what + " '" + file + "': " + e.code().message());
+    }
+  };
+  if (server && (o.cert_file.empty() || o.key_file.empty()))
+    throw terr(Errc::tls_failure, "server needs cert_file and key_file (or insecure_plaintext on loopback)");
+  if (!o.cert_file.empty()) load("certificate", o.cert_file, [&] { ctx->use_certificate_chain_file(o.cert_file); });
+  if (!o.key_file.empty())
+    load("private key", o.key_file, [&] { ctx->use_private_key_file(o.key_file, asio::ssl::context::pem); });
+  if (!o.ca_file.empty()) load("CA file", o.ca_file, [&] { ctx->load_verify_file(o.ca_file); });
+  if (server) {
+    if (o.require_client_cert) {
+      if (o.ca_file.empty()) throw terr(Errc::tls_failure, "mutual TLS needs ca_file (the client CA)");
+      ctx->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+    } else {
+      ctx->set_verify_mode(asio::ssl::verify_none);
+    }
+  } else {
+    if (o.ca_file.empty()) throw terr(Errc::tls_failure, "client needs ca_file to verify the server");
+    ctx->set_verify_mode(asio::ssl::verify_peer);
+  }
+  return ctx;
+}
+
+std::string peer_subject(SSL* ssl) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (!cert) return "anonymous";
+  BIO* bio = BIO_new(BIO_s_mem());
+  X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  std::string s(data, static_cast<std::size_t>(n));
+  BIO_free(bio);
+  X509_free(cert);
+  return s;
+}
+
+// Either a TLS stream or a plain socket.
+struct Stream {
+  std::unique_ptr<SslStream> tls;
+  std::unique_ptr<tcp::socket> plain;
+
+  tcp::socket& socket() { return tls ? tls->next_layer() : *plain; }
+  template <class Buffers, class Handler>
+  void async_read(const Buffers& b, Handler&& h) {
+    if (tls) asio::async_read(*tls, b, std::forward<Handler>(h));
+    else asio::async_read(*plain, b, std::forward<Handler>(h));
+  }
+  template <class Buffers, class Handler>
+  void async_write(const Buffers& b, Handler&& h) {
+    if (tls) asio::async_write(*tls, b, std::forward<Handler>(h));
+    else asio::async_write(*plain, b, std::forward<Handler>(h));
+  }
+  void close() {
+    std::error_code ignore;
+    socket().shutdown(tcp::socket::shutdown_both, ignore);
+    socket().close(ignore);
+  }
+};
+
+std::vector<asio::const_buffer> frame_buffers(const EncodedFrame& f) {
+  std::vector<asio::const_buffer> b;
+  b.reserve(2 + f.sections.size());
+  b.emplace_back(asio::buffer(f.header));
+  b.emplace_back(asio::buffer(f.metadata));
+  for (auto* s : f.sections) b.emplace_back(asio::buffer(s->bytes));
+  return b;
+}
+
+Errc header_errc(FrameStatus s) {
+  switch (s) {
+    case FrameStatus::bad_magic: return Errc::bad_magic;
+    case FrameStatus::major_mismatch: return Errc::version_mismatch;
+    case FrameStatus::metadata_too_large: return Errc::metadata_too_large;
+    case FrameStatus::payload_too_large: return Errc::payload_too_large;
+    case FrameStatus::ok: break;
+  }
+  return Errc::ok;
+}
+
+Message error_message(Errc e, const std::string& text) {
+  Message m;
+  m.body = ErrorInfo{static_cast<std::uint32_t>(e), text};
+  return m;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- server
+
+struct Session;
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+  Impl(ServerOptions o, Handler h) : opts(std::move(o)), handler(std::move(h)), workers(std::max(1, opts.worker_threads)),
+                                     acceptor(io), shaper(opts.link) {}
+
+  ServerOptions opts;
+  Handler handler;
+  asio::io_context io;
+  asio::thread_pool workers;
+  std::unique_ptr<asio::ssl::context> ssl;
+  tcp::acceptor acceptor;
+  // Keeps io.run() alive while a handler runs on a worker and nothing else is
+  // pending (e.g. after stop() closed the acceptor); released once drained.
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::thread io_thread;
+  std::atomic<int> sessions{0};
+  std::atomic<bool> stopping{false};
+  std::atomic<std::uint64_t> replays{0};
+  std::list<std::weak_ptr<Session>> live;  // io thread only
+  LinkShaper shaper;
+
+  struct Saved {
+    std::uint64_t request_id;
+    std::shared_ptr<const Message> reply;
+  };
+  std::map<std::string, Saved> saved;  // io thread only
+  std::deque<std::string> saved_order;
+  static constexpr std::size_t kMaxSaved = 4096;
+
+  void save_reply(const std::string& key, std::uint64_t id, std::shared_ptr<const Message> reply) {
+    if (key.empty()) return;
+    if (!saved.count(key)) {
+      saved_order.push_back(key);
+      if (saved_order.size() > kMaxSaved) {
+        saved.erase(saved_order.front());
+        saved_order.pop_front();
+      }
+    }
+    saved[key] = Saved{id, std::move(reply)};
+  }
+
+  void accept();
+};
+
+struct Session : std::enable_shared_from_this<Session> {
+  Session(std::shared_ptr<Server::Impl> s, tcp::socket sock) : srv(std::move(s)), timer(srv->io) {
+    if (srv->ssl) stream.tls = std::make_unique<SslStream>(std::move(sock), *srv->ssl);
+    else stream.plain = std::make_unique<tcp::socket>(std::move(sock));
+    std::error_code ec;
+    auto ep = stream.socket().remote_endpoint(ec);
+    peer.address = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+    ++srv->sessions;
+  }
+  ~Session() { --srv->sessions; }
+
+  std::shared_ptr<Server::Impl> srv;
+  Stream stream;
+  asio::steady_timer timer;
+  PeerInfo peer;
+  FrameHeaderBytes hdr_bytes{};
+  FrameHeader hdr;
+  std::vector<std::uint8_t> meta, payload;
+  std::shared_ptr<const Message> out_msg;
+  EncodedFrame out_frame;
+  std::error_code sticky;  // first error; every later operation fails with it
+  bool busy = false;       // handling a request or writing its reply
+  bool closing = false;
+
+  void arm(Millis t) {
+    timer.expires_after(t);
+    timer.async_wait([self = shared_from_this()](std::error_code ec) {
+      if (!ec) self->fail(make_error_code(Errc::timeout));
+    });
+  }
+
+  void fail(std::error_code ec) {
+    if (!sticky) sticky = ec;
+    if (closing) return;
+    closing = true;
+    timer.cancel();
+    stream.close();
+  }
+
+  void start(bool over_capacity) {
+    if (!stream.tls) {
+      peer.identity = "plaintext:" + peer.address;
+      return ready(over_capacity);
+    }
+    arm(srv->opts.handshake_timeout);
+    stream.tls->async_handshake(asio::ssl::stream_base::server, [self = shared_from_this(), over_capacity](std::error_code ec) {
+      if (ec) return self->fail(make_error_code(Errc::tls_failure));
+      self->peer.identity = peer_subject(self->stream.tls->native_handle());
+      self->ready(over_capacity);
+    });
+  }
+
+  void ready(bool over_capacity) {
+    if (over_capacity)
+      return send_and_close(error_message(Errc::server_busy, "server busy: " + std::to_string(srv->opts.max_connections) +
+                                                                 " connections already open"));
+    read_header();
+  }
+
+  void read_header() {
+    if (srv->stopping) return fail(make_error_code(Errc::shutting_down));
+    arm(srv->opts.idle_timeout);
+    stream.async_read(asio::buffer(hdr_bytes), [self = shared_from_this()](std::error_code ec, std::size_t) {
+      if (ec) return self->fail(make_error_code(Errc::connection_closed));
+      auto st = decode_header(self->hdr_bytes.data(), self->srv->opts.limits, self->hdr);
+      if (st != FrameStatus::ok) return self->send_and_close(error_message(header_errc(st), to_string(st)));
+      self->read_body();
+    });
+  }
+
+  void read_body() {
+    // Limits were checked on the header: these sizes are bounded.
+    meta.resize(hdr.metadata_len);
+    payload.resize(static_cast<std::size_t>(hdr.payload_len));
+    arm(srv->opts.io_timeout);
+    std::array<asio::mutable_buffer, 2> bufs{asio::buffer(meta), asio::buffer(payload)};
+    stream.async_read(bufs, [self = shared_from_this()](std::error_code ec, std::size_t) {
+      if (ec) return self->fail(make_error_code(Errc::connection_closed));
+      self->timer.cancel();
+      self->on_frame();
+    });
+  }
+
+  void on_frame() {
+    Message m;
+    std::string why;
+    auto ec = decode_frame(hdr, meta.data(), meta.size(), std::move(payload), m, &why);
+    meta.clear();
+    payload = {};
+    if (ec) return send_and_close(error_message(static_cast<Errc>(ec.value()), why));
+    const std::uint64_t id = hdr.request_id;
+    if (auto* h = m.as<Hello>()) {
+      if (h->protocol_major != kProtocolMajor)
+        return send_and_close(error_message(Errc::version_mismatch, "protocol major " + std::to_string(h->protocol_major)));
+      peer.session_key = peer.identity + "|" + h->client_id + "|" + std::to_string(h->session_nonce);
+    }
+    if (m.as<Goodbye>()) return fail(make_error_code(Errc::connection_closed));
+    if (auto* p = m.as<Ping>()) {
+      Message pong;
+      pong.body = Pong{p->nonce};
+      return reply(id, std::make_shared<const Message>(std::move(pong)), false);
+    }
+    if (!peer.session_key.empty() && !m.as<Hello>()) {
+      auto it = srv->saved.find(peer.session_key);
+      if (it != srv->saved.end() && it->second.request_id == id) {
+        ++srv->replays;
+        return reply(id, it->second.reply, false);
+      }
+    }
+    busy = true;
+    // Only step replies are saved for replay: a Hello on a new connection must
+    // not displace the reply a retried step is waiting for.
+    const bool save = !m.as<Hello>();
+    auto msg = std::make_shared<Message>(std::move(m));
+    asio::post(srv->workers, [self = shared_from_this(), msg, id, save] {
+      Message r;
+      try {
+        r = self->srv->handler(self->peer, std::move(*msg));
+      } catch (const std::exception& e) {
+        r = error_message(static_cast<Errc>(1000), e.what());
+      }
+      auto rp = std::make_shared<const Message>(std::move(r));
+      asio::post(self->srv->io, [self, rp, id, save] {
+        if (save && !rp->as<ErrorInfo>()) self->srv->save_reply(self->peer.session_key, id, rp);
+        self->reply(id, rp, false);
+      });
+    });
+  }
+
+  void reply(std::uint64_t id, std::shared_ptr<const Message> r, bool then_close) {
+    if (sticky) return;
+    busy = true;
+    out_msg = std::move(r);
+    try {
+      out_frame = encode_frame(*out_msg, id);
+    } catch (const TransportError& e) {
+      out_msg = std::make_shared<const Message>(error_message(Errc::section_mismatch, e.what()));
+      out_frame = encode_frame(*out_msg, id);
+    }
+    auto when = srv->shaper.schedule(out_frame.total_bytes());
+    if (srv->shaper.enabled() && when > LinkShaper::Clock::now()) {
+      timer.expires_at(when);
+      timer.async_wait([self = shared_from_this(), then_close](std::error_code ec) {
+        if (ec) return;
+        self->write(then_close);
+      });
+      return;
+    }
+    write(then_close);
+  }
+
+  void write(bool then_close) {
+    arm(srv->opts.io_timeout);
+    stream.async_write(frame_buffers(out_frame), [self = shared_from_this(), then_close](std::error_code ec, std::size_t) {
+      self->busy = false;
+      self->out_msg.reset();
+      if (ec) return self->fail(make_error_code(Errc::connection_closed));
+      self->timer.cancel();
+      if (then_close || self->srv->stopping) return self->fail(make_error_code(Errc::shutting_down));
+      self->read_header();
+    });
+  }
+
+  void send_and_close(Message m) { reply(0, std::make_shared<const Message>(std::move(m)), true); }
+};
+
+void Server::Impl::accept() {
+  acceptor.async_accept([self = shared_from_this()](std::error_code ec, tcp::socket sock) {
+    if (ec || self->stopping) return;
+    const bool over = self->sessions.load() >= self->opts.max_connections;
+    auto s = std::make_shared<Session>(self, std::move(sock));
+    self->live.remove_if([](const std::weak_ptr<Session>& w) { return w.expired(); });
+    self->live.push_back(s);
+    s->start(over);
+    self->accept();
+  });
+}
+
+Server::Server(ServerOptions options, Handler handler)
+    : impl_(std::make_shared<Impl>(std::move(options), std::move(handler))) {}
+
+Server::~Server() { stop(); }
+
+void Server::start() {
+  auto& o = impl_->opts;
+  std::error_code ec;
+  auto addr = asio::ip::make_address(o.bind_address, ec);
+  if (ec) throw terr(Errc::connection_closed, "bad bind address '" + o.bind_address + "'");
+  if (o.tls.insecure_plaintext && !addr.is_loopback())
+    throw terr(Errc::insecure_refused, "insecure_plaintext refused: " + o.bind_address + " is not a loopback address");
+  impl_->ssl = make_tls_context(o.tls, true);
+  tcp::endpoint ep(addr, o.port);
+  impl_->acceptor.open(ep.protocol());
+  impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
+  impl_->acceptor.bind(ep, ec);
+  if (ec) throw terr(Errc::connection_closed, "cannot bind " + o.bind_address + ":" + std::to_string(o.port) + ": " + ec.message());
+  impl_->acceptor.listen();
+  impl_->accept();
+  impl_->work.emplace(impl_->io.get_executor());
+  impl_->io_thread = std::thread([impl = impl_] { impl->io.run(); });
+}
+
+std::uint16_t Server::port() const {
+  std::error_code ec;
+  return impl_->acceptor.local_endpoint(ec).port();
+}
+
+void Server::stop() {
+  if (!impl_ || !impl_->io_thread.joinable()) return;
+  auto impl = impl_;
+  asio::post(impl->io, [impl] {
+    impl->stopping = true;
+    std::error_code ignore;
+    impl->acceptor.close(ignore);
+    for (auto& w : impl->live)
+      if (auto s = w.lock(); s && !s->busy) s->fail(make_error_code(Errc::shutting_down));
+  });
+  // Let in-flight replies drain, then stop the loop.
+  auto deadline = std::chrono::steady_clock::now() + impl->opts.io_timeout;
+  while (impl->sessions.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  impl->work.reset();
+  impl->io.stop();
+  impl->io_thread.join();
+  impl->workers.join();
+}
+
+int Server::active_sessions() const { return impl_->sessions.load(); }
+std::uint64_t Server::replays() const { return impl_->replays.load(); }
+
+// ---------------------------------------------------------------- client
+
+struct Client::Impl {
+  explicit Impl(ClientOptions o) : opts(std::move(o)), shaper(opts.link) {
+    ssl = make_tls_context(opts.tls, false);
+    std::random_device rd;
+    nonce = (std::uint64_t{rd()} << 32) ^ rd();
+  }
+
+  ClientOptions opts;
+  asio::io_context io;
+  std::unique_ptr<asio::ssl::context> ssl;
+  Stream stream;
+  bool connected = false;
+  std::optional<Hello> hello;
+  Welcome welcome;
+  std::uint64_t next_id = 0;
+  std::uint64_t nonce;
+  std::uint64_t reconnects = 0;
+  BandwidthEstimator bw;
+  LinkShaper shaper;
+
+  // Runs async work started by `start` until it completes or `t` passes; on
+  // time-out the socket is closed so the operation ends, and Errc::timeout returns.
+  template <class Start>
+  std::error_code run_for(Millis t, Start&& start) {
+    std::optional<std::error_code> result;
+    start(result);
+    io.restart();
+    io.run_for(t);
+    if (!result) {
+      stream.close();
+      io.restart();
+      io.run();
+      return make_error_code(Errc::timeout);
+    }
+    return *result;
+  }
+
+  void drop() {
+    if (stream.tls || stream.plain) stream.close();
+    stream.tls.reset();
+    stream.plain.reset();
+    connected = false;
+  }
+
+  std::error_code open(std::string& why) {
+    drop();
+    tcp::resolver resolver(io);
+    std::error_code ec;
+    auto results = resolver.resolve(opts.host, std::to_string(opts.port), ec);
+    if (ec) {
+      why = "cannot resolve " + opts.host + ": " + ec.message();
+      return make_error_code(Errc::connection_closed);
+    }
+    if (opts.tls.insecure_plaintext) {
+      for (const auto& r : results)
+        if (!r.endpoint().address().is_loopback()) {
+          why = "insecure_plaintext refused: " + opts.host + " is not a loopback address";
+          return make_error_code(Errc::insecure_refused);
+        }
+    }
+    if (ssl) stream.tls = std::make_unique<SslStream>(io, *ssl);
+    else stream.plain = std::make_unique<tcp::socket>(io);
+    ec = run_for(opts.connect_timeout, [&](auto& res) {
+      asio::async_connect(stream.socket(), results, [&](std::error_code e, const tcp::endpoint&) { res = e; });
+    });
+    if (ec) {
+      why = "cannot connect to " + opts.host + ":" + std::to_string(opts.port) + ": " + ec.message();
+      return make_error_code(ec == make_error_code(Errc::timeout) ? Errc::timeout : Errc::connection_closed);
+    }
+    stream.socket().set_option(tcp::no_delay(true));
+    if (stream.tls) {
+      const std::string& name = opts.tls.server_name.empty() ? opts.host : opts.tls.server_name;
+      SSL* s = stream.tls->native_handle();
+      SSL_set_tlsext_host_name(s, name.c_str());
+      SSL_set_hostflags(s, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      // OpenSSL checks the name (DNS or IP SAN) during verification.
+      asio::error_code ipec;
+      auto ip = asio::ip::make_address(name, ipec);
+      if (!ipec) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s), ip.to_string().c_str());
+      else SSL_set1_host(s, name.c_str());
+      ec = run_for(opts.connect_timeout, [&](auto& res) {
+        stream.tls->async_handshake(asio::ssl::stream_base::client, [&](std::error_code e) { res = e; });
+      });
+      if (ec) {
+        long v = SSL_get_verify_result(s);
+        why = "TLS handshake with " + opts.host + " failed: " +
+              (v != X509_V_OK ? std::string(X509_verify_cert_error_string(v)) : ec.message());
+        return make_error_code(Errc::tls_failure);
+      }
+    }
+    connected = true;
+    return {};
+  }
+
+  std::error_code write_frame(const Message& m, std::uint64_t id) {
+    EncodedFrame f = encode_frame(m, id);
+    auto when = shaper.schedule(f.total_bytes());
+    if (shaper.enabled()) std::this_thread::sleep_until(when);
+    auto t0 = std::chrono::steady_clock::now();
+    auto ec = run_for(opts.request_timeout, [&](auto& res) {
+      stream.async_write(frame_buffers(f), [&](std::error_code e, std::size_t) { res = e; });
+    });
+    if (!ec) bw.record(f.total_bytes(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return ec;
+  }
+
+  std::error_code read_frame(Message& out, std::string& why) {
+    FrameHeaderBytes hb;
+    auto ec = run_for(opts.request_timeout, [&](auto& res) {
+      stream.async_read(asio::buffer(hb), [&](std::error_code e, std::size_t) { res = e; });
+    });
+    if (ec) return ec;
+    FrameHeader h;
+    auto st = decode_header(hb.data(), opts.limits, h);
+    if (st != FrameStatus::ok) {
+      why = std::string("bad reply frame: ") + to_string(st);
+      return make_error_code(header_errc(st));
+    }
+    std::vector<std::uint8_t> meta(h.metadata_len), payload(static_cast<std::size_t>(h.payload_len));
+    ec = run_for(opts.request_timeout, [&](auto& res) {
+      std::array<asio::mutable_buffer, 2> b{asio::buffer(meta), asio::buffer(payload)};
+      stream.async_read(b, [&](std::error_code e, std::size_t) { res = e; });
+    });
+    if (ec) return ec;
+    return decode_frame(h, meta.data(), meta.size(), std::move(payload), out, &why);
+  }
+
+  // One exchange on the current connection.
+  std::error_code exchange(const Message& m, std::uint64_t id, Message& reply, std::string& why) {
+    auto ec = write_frame(m, id);
+    if (!ec) ec = read_frame(reply, why);
+    if (!ec && reply.request_id != id && !reply.as<ErrorInfo>()) {
+      why = "reply id " + std::to_string(reply.request_id) + " does not match request " + std::to_string(id);
+      ec = make_error_code(Errc::malformed_metadata);
+    }
+    return ec;
+  }
+
+  Message request_with_retry(const Message& m, std::uint64_t id, bool is_hello) {
+    Millis backoff = opts.backoff_initial;
+    std::string why;
+    std::error_code ec;
+    for (int attempt = 1; attempt <= std::max(1, opts.max_attempts); ++attempt) {
+      if (attempt > 1) {
+        std::this_thread::sleep_for(backoff);
+        backoff = std::min(opts.backoff_max, backoff * 2);
+        ++reconnects;
+      }
+      if (!connected) {
+        ec = open(why);
+        if (ec == make_error_code(Errc::insecure_refused)) break;
+        if (ec) continue;
+        if (hello && !is_hello) {  // resume the session on the new connection
+          Message hm;
+          hm.body = *hello;
+          Message wr;
+          ec = exchange(hm, ++next_id, wr, why);
+          if (ec) {
+            drop();
+            continue;
+          }
+          if (auto* w = wr.as<Welcome>()) welcome = *w;
+        }
+      }
+      Message reply;
+      ec = exchange(m, id, reply, why);
+      if (!ec) {
+        if (auto* e = reply.as<ErrorInfo>()) {
+          if (e->code == static_cast<std::uint32_t>(Errc::server_busy)) {
+            why = e->text;
+            ec = make_error_code(Errc::server_busy);
+            drop();
+            continue;
+          }
+          throw TransportError(make_error_code(Errc::peer_error), "server error " + std::to_string(e->code) + ": " + e->text);
+        }
+        return reply;
+      }
+      drop();
+      if (ec.category() == transport_category() && (ec == make_error_code(Errc::tls_failure)) && attempt >= 2) break;
+    }
+    throw TransportError(ec ? ec : make_error_code(Errc::retries_exhausted),
+                         "request failed after retries: " + (why.empty() ? ec.message() : why));
+  }
+};
+
+Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Client::~Client() {
+  try {
+    close();
+  } catch (...) {
+  }
+}
+
+Welcome Client::connect(Hello hello) {
+  hello.session_nonce = impl_->nonce;
+  impl_->hello = hello;
+  Message m;
+  m.body = hello;
+  Message r = impl_->request_with_retry(m, ++impl_->next_id, true);
+  auto* w = r.as<Welcome>();
+  if (!w) throw TransportError(make_error_code(Errc::malformed_metadata), std::string("expected welcome, got ") + to_string(r.type()));
+  impl_->welcome = *w;
+  return *w;
+}
+
+Message Client::request(Message m) { return impl_->request_with_retry(m, ++impl_->next_id, false); }
+
+void Client::close() {
+  if (!impl_->connected) return;
+  Message g;
+  g.body = Goodbye{"client closed"};
+  impl_->write_frame(g, ++impl_->next_id);
+  impl_->drop();
+}
+
+const BandwidthEstimator& Client::bandwidth() const { return impl_->bw; }
+std::uint64_t Client::reconnects() const { return impl_->reconnects; }
+
+}  // namespace seam::transport
