@@ -3,6 +3,8 @@
 // implicit strand); handlers run on a worker pool and post their reply back.
 #include "seam/transport/channel.hpp"
 
+#include "frame_io.hpp"
+
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -17,6 +19,8 @@
 #include <thread>
 
 namespace seam::transport {
+
+using detail::header_errc;
 
 namespace {
 
@@ -102,17 +106,6 @@ std::vector<asio::const_buffer> frame_buffers(const EncodedFrame& f) {
   return b;
 }
 
-Errc header_errc(FrameStatus s) {
-  switch (s) {
-    case FrameStatus::bad_magic: return Errc::bad_magic;
-    case FrameStatus::major_mismatch: return Errc::version_mismatch;
-    case FrameStatus::metadata_too_large: return Errc::metadata_too_large;
-    case FrameStatus::payload_too_large: return Errc::payload_too_large;
-    case FrameStatus::ok: break;
-  }
-  return Errc::ok;
-}
-
 Message error_message(Errc e, const std::string& text) {
   Message m;
   m.body = ErrorInfo{static_cast<std::uint32_t>(e), text};
@@ -183,9 +176,6 @@ struct Session : std::enable_shared_from_this<Session> {
   Stream stream;
   asio::steady_timer timer;
   PeerInfo peer;
-  FrameHeaderBytes hdr_bytes{};
-  FrameHeader hdr;
-  std::vector<std::uint8_t> meta, payload;
   std::shared_ptr<const Message> out_msg;
   EncodedFrame out_frame;
   std::error_code sticky;  // first error; every later operation fails with it
@@ -230,35 +220,20 @@ struct Session : std::enable_shared_from_this<Session> {
   void read_header() {
     if (srv->stopping) return fail(make_error_code(Errc::shutting_down));
     arm(srv->opts.idle_timeout);
-    stream.async_read(asio::buffer(hdr_bytes), [self = shared_from_this()](std::error_code ec, std::size_t) {
-      if (ec) return self->fail(make_error_code(Errc::connection_closed));
-      auto st = decode_header(self->hdr_bytes.data(), self->srv->opts.limits, self->hdr);
-      if (st != FrameStatus::ok) return self->send_and_close(error_message(header_errc(st), to_string(st)));
-      self->read_body();
-    });
+    auto self = shared_from_this();
+    detail::async_read_frame(
+        [self](auto buffers, auto handler) { self->stream.async_read(buffers, std::move(handler)); }, srv->opts.limits,
+        [self] { self->arm(self->srv->opts.io_timeout); },
+        [self](std::error_code ec, Message m, const std::string& why) {
+          if (ec == make_error_code(Errc::connection_closed)) return self->fail(ec);
+          self->timer.cancel();
+          if (ec) return self->send_and_close(error_message(static_cast<Errc>(ec.value()), why));
+          self->on_message(std::move(m));
+        });
   }
 
-  void read_body() {
-    // Limits were checked on the header: these sizes are bounded.
-    meta.resize(hdr.metadata_len);
-    payload.resize(static_cast<std::size_t>(hdr.payload_len));
-    arm(srv->opts.io_timeout);
-    std::array<asio::mutable_buffer, 2> bufs{asio::buffer(meta), asio::buffer(payload)};
-    stream.async_read(bufs, [self = shared_from_this()](std::error_code ec, std::size_t) {
-      if (ec) return self->fail(make_error_code(Errc::connection_closed));
-      self->timer.cancel();
-      self->on_frame();
-    });
-  }
-
-  void on_frame() {
-    Message m;
-    std::string why;
-    auto ec = decode_frame(hdr, meta.data(), meta.size(), std::move(payload), m, &why);
-    meta.clear();
-    payload = {};
-    if (ec) return send_and_close(error_message(static_cast<Errc>(ec.value()), why));
-    const std::uint64_t id = hdr.request_id;
+  void on_message(Message m) {
+    const std::uint64_t id = m.request_id;
     if (auto* h = m.as<Hello>()) {
       if (h->protocol_major != kProtocolMajor)
         return send_and_close(error_message(Errc::version_mismatch, "protocol major " + std::to_string(h->protocol_major)));
@@ -507,24 +482,17 @@ struct Client::Impl {
   }
 
   std::error_code read_frame(Message& out, std::string& why) {
-    FrameHeaderBytes hb;
+    std::error_code gate;
     auto ec = run_for(opts.request_timeout, [&](auto& res) {
-      stream.async_read(asio::buffer(hb), [&](std::error_code e, std::size_t) { res = e; });
+      detail::async_read_frame([this](auto b, auto h) { stream.async_read(b, std::move(h)); }, opts.limits, [] {},
+                               [&](std::error_code e, Message m, const std::string& w) {
+                                 gate = e;
+                                 why = w;
+                                 out = std::move(m);
+                                 res = std::error_code{};
+                               });
     });
-    if (ec) return ec;
-    FrameHeader h;
-    auto st = decode_header(hb.data(), opts.limits, h);
-    if (st != FrameStatus::ok) {
-      why = std::string("bad reply frame: ") + to_string(st);
-      return make_error_code(header_errc(st));
-    }
-    std::vector<std::uint8_t> meta(h.metadata_len), payload(static_cast<std::size_t>(h.payload_len));
-    ec = run_for(opts.request_timeout, [&](auto& res) {
-      std::array<asio::mutable_buffer, 2> b{asio::buffer(meta), asio::buffer(payload)};
-      stream.async_read(b, [&](std::error_code e, std::size_t) { res = e; });
-    });
-    if (ec) return ec;
-    return decode_frame(h, meta.data(), meta.size(), std::move(payload), out, &why);
+    return ec ? ec : gate;
   }
 
   // One exchange on the current connection.

@@ -1,0 +1,58 @@
+#pragma once
+// Reading one frame from any byte stream: header, limit check (before anything
+// is sized), metadata + payload, then the decode gate. Shared by the server
+// session and the client, and driven by an in-memory stream in the tests.
+#include <array>
+#include <asio/buffer.hpp>
+#include <memory>
+#include <string>
+#include <system_error>
+
+#include "seam/transport/errors.hpp"
+#include "seam/transport/message.hpp"
+
+namespace seam::transport::detail {
+
+struct IncomingFrame {
+  FrameHeaderBytes header_bytes{};
+  FrameHeader header;
+  std::vector<std::uint8_t> metadata, payload;
+};
+
+inline Errc header_errc(FrameStatus s) {
+  switch (s) {
+    case FrameStatus::bad_magic: return Errc::bad_magic;
+    case FrameStatus::major_mismatch: return Errc::version_mismatch;
+    case FrameStatus::metadata_too_large: return Errc::metadata_too_large;
+    case FrameStatus::payload_too_large: return Errc::payload_too_large;
+    case FrameStatus::ok: break;
+  }
+  return Errc::ok;
+}
+
+// read(buffers, handler): an async "read exactly these buffers" (asio::async_read
+// on some stream). on_header(): called once a valid header is in (e.g. to switch
+// from the idle to the I/O timeout). done(ec, message, why): ec is
+// connection_closed for a stream error, or the gate's code.
+template <class Read, class OnHeader, class Done>
+void async_read_frame(Read read, const FrameLimits& limits, OnHeader on_header, Done done) {
+  auto f = std::make_shared<IncomingFrame>();
+  read(asio::buffer(f->header_bytes), [read, limits, on_header, done, f](std::error_code ec, std::size_t) mutable {
+    if (ec) return done(make_error_code(Errc::connection_closed), Message{}, ec.message());
+    auto st = decode_header(f->header_bytes.data(), limits, f->header);
+    if (st != FrameStatus::ok) return done(make_error_code(header_errc(st)), Message{}, std::string(to_string(st)));
+    on_header();
+    f->metadata.resize(f->header.metadata_len);  // bounded by the limits just checked
+    f->payload.resize(static_cast<std::size_t>(f->header.payload_len));
+    std::array<asio::mutable_buffer, 2> body{asio::buffer(f->metadata), asio::buffer(f->payload)};
+    read(body, [done, f](std::error_code ec2, std::size_t) mutable {
+      if (ec2) return done(make_error_code(Errc::connection_closed), Message{}, ec2.message());
+      Message m;
+      std::string why;
+      auto gate = decode_frame(f->header, f->metadata.data(), f->metadata.size(), std::move(f->payload), m, &why);
+      done(gate, std::move(m), why);
+    });
+  });
+}
+
+}  // namespace seam::transport::detail
