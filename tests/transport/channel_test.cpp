@@ -103,10 +103,8 @@ TEST_P(ChannelSuite, FramesDeliveredOneByteAtATimeAndInRandomChunks) {
   so.tls = srv_tls();
   Server server(so, echo);
   server.start();
-  auto f = encode_frame(forward(9, 300), 77);
-  std::vector<std::uint8_t> bytes(f.header.begin(), f.header.end());
-  bytes.insert(bytes.end(), f.metadata.begin(), f.metadata.end());
-  bytes.insert(bytes.end(), f.sections[0]->bytes.begin(), f.sections[0]->bytes.end());
+  auto fw = forward(9, 300);
+  auto bytes = encode_frame(fw, 77).to_bytes();
   std::mt19937 rng(5);
   for (int mode = 0; mode < 2; ++mode) {
     asio::io_context io;
@@ -169,13 +167,7 @@ RawReply send_raw(std::uint16_t port, const std::vector<std::uint8_t>& bytes, bo
   return r;
 }
 
-std::vector<std::uint8_t> frame_bytes(const Message& m, std::uint64_t id = 1) {
-  auto f = encode_frame(m, id);
-  std::vector<std::uint8_t> b(f.header.begin(), f.header.end());
-  b.insert(b.end(), f.metadata.begin(), f.metadata.end());
-  for (auto* s : f.sections) b.insert(b.end(), s->bytes.begin(), s->bytes.end());
-  return b;
-}
+std::vector<std::uint8_t> frame_bytes(const Message& m, std::uint64_t id = 1) { return encode_frame(m, id).to_bytes(); }
 
 TEST(ChannelBadInput, EachGetsItsErrorAndAGoodClientIsStillServed) {
   ServerOptions so;

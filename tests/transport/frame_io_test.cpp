@@ -49,11 +49,7 @@ std::vector<std::uint8_t> frame(std::uint64_t id, std::size_t payload) {
   s.info.shape = {static_cast<std::int64_t>(payload)};
   for (std::size_t i = 0; i < payload; ++i) s.bytes.push_back(static_cast<std::uint8_t>(i * 13 + id));
   m.sections.push_back(s);
-  auto f = encode_frame(m, id);
-  std::vector<std::uint8_t> b(f.header.begin(), f.header.end());
-  b.insert(b.end(), f.metadata.begin(), f.metadata.end());
-  b.insert(b.end(), f.sections[0]->bytes.begin(), f.sections[0]->bytes.end());
-  return b;
+  return encode_frame(m, id).to_bytes();
 }
 
 struct Result {

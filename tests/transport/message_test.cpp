@@ -12,12 +12,7 @@
 namespace seam::transport {
 namespace {
 
-std::vector<std::uint8_t> whole(const EncodedFrame& f) {
-  std::vector<std::uint8_t> b(f.header.begin(), f.header.end());
-  b.insert(b.end(), f.metadata.begin(), f.metadata.end());
-  for (auto* s : f.sections) b.insert(b.end(), s->bytes.begin(), s->bytes.end());
-  return b;
-}
+std::vector<std::uint8_t> whole(const EncodedFrame& f) { return f.to_bytes(); }
 
 TEST(DecodeGate, EveryMessageTypeRoundTrips) {
   std::vector<Body> bodies = {Hello{1, 0, 1, "edge", "job", "delta:bits=4", "quant:bits=8", 42, "fp", 9, 3},

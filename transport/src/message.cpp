@@ -3,6 +3,7 @@
 
 #include <cereal/archives/portable_binary.hpp>
 
+#include <cstring>
 #include <istream>
 #include <ostream>
 #include <sstream>
@@ -172,6 +173,20 @@ std::uint64_t EncodedFrame::total_bytes() const {
   std::uint64_t n = kFrameHeaderSize + metadata.size();
   for (auto* s : sections) n += s->bytes.size();
   return n;
+}
+
+std::vector<std::uint8_t> EncodedFrame::to_bytes() const {
+  std::vector<std::uint8_t> b(static_cast<std::size_t>(total_bytes()));
+  std::uint8_t* p = b.data();
+  std::memcpy(p, header.data(), header.size());
+  p += header.size();
+  if (!metadata.empty()) std::memcpy(p, metadata.data(), metadata.size());
+  p += metadata.size();
+  for (auto* s : sections) {
+    if (!s->bytes.empty()) std::memcpy(p, s->bytes.data(), s->bytes.size());
+    p += s->bytes.size();
+  }
+  return b;
 }
 
 EncodedFrame encode_frame(const Message& m, std::uint64_t request_id) {

@@ -137,6 +137,7 @@ struct EncodedFrame {
   std::vector<std::uint8_t> metadata;
   std::vector<const Section*> sections;
   std::uint64_t total_bytes() const;
+  std::vector<std::uint8_t> to_bytes() const;  // the whole frame in one buffer (copies)
 };
 
 // Fills section byte_length from the bytes; throws TransportError if a raw

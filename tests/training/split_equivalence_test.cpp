@@ -1,0 +1,235 @@
+// Equivalence, the key test: split training through the real frame encoding
+// with the `none` codec equals unsplit training with the same seed and data.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "seam/training/model.hpp"
+#include "seam/training/split_step.hpp"
+
+namespace t = seam::training;
+
+namespace {
+
+t::ModelConfig small(const std::string& kind, std::int64_t split) {
+  t::ModelConfig c;
+  c.kind = kind;
+  c.task = kind == "gpt" ? "lm" : "classify";
+  c.width = 32;
+  c.depth = 3;
+  c.heads = 4;
+  c.mlp_ratio = 2;
+  c.max_len = 16;
+  c.cnn_width = 8;
+  c.cnn_stages = 2;
+  c.split = split;
+  c.seed = 123;
+  return c;
+}
+
+struct Batch {
+  torch::Tensor x, labels, mask;
+  std::vector<std::int64_t> ids;
+};
+
+// Four fixed batches, cycled: random data, but learnable by memorisation.
+Batch make_batch(const t::ModelConfig& c, int step) {
+  step %= 4;
+  auto g = torch::make_generator<at::CPUGeneratorImpl>(1000 + step);
+  Batch b;
+  const int n = 8;
+  for (int i = 0; i < n; ++i) b.ids.push_back(step * n + i);
+  if (c.kind == "vit" || c.kind == "cnn") {
+    b.x = torch::randn({n, 1, 28, 28}, g);
+    b.labels = torch::randint(0, 10, {n}, g, torch::kLong);
+    return b;
+  }
+  b.x = torch::randint(0, 256, {n, 16}, g, torch::kLong);
+  if (c.kind == "bert") {
+    auto len = torch::randint(4, 17, {n, 1}, g, torch::kLong);
+    b.mask = (torch::arange(16, torch::kLong).unsqueeze(0) < len).to(torch::kLong);
+    b.x = torch::where(b.mask.eq(1), b.x, torch::full_like(b.x, 256));
+    b.labels = torch::randint(0, 10, {n}, g, torch::kLong);
+  } else {
+    b.labels = torch::cat({b.x.narrow(1, 1, 15), torch::full({n, 1}, -100, torch::kLong)}, 1);
+  }
+  return b;
+}
+
+struct Run {
+  std::vector<double> losses;
+  t::NamedTensors params;
+};
+
+t::OptimConfig optim() {
+  t::OptimConfig o;
+  o.lr = 3e-3;
+  o.warmup_steps = 3;
+  o.total_steps = 20;
+  return o;
+}
+
+Run unsplit(const t::ModelConfig& c, int steps) {
+  auto m = t::build_full_model(c);
+  t::Optimizer opt(m, optim());
+  Run r;
+  for (int s = 0; s < steps; ++s) {
+    auto b = make_batch(c, s);
+    m.train(true);
+    opt.zero_grad();
+    auto logits = m.forward(b.x, {b.mask, static_cast<std::int64_t>(b.ids.size())});
+    auto loss = t::task_loss(c.task, logits, b.labels);
+    loss.backward();
+    opt.step(s);
+    r.losses.push_back(loss.item<double>());
+  }
+  r.params = m.named_parameters();
+  return r;
+}
+
+Run split(const t::ModelConfig& c, int steps, const std::string& up = "none", const std::string& down = "none") {
+  auto sm = t::build_split_model(c);
+  t::HalfSettings hs;
+  hs.task = c.task;
+  hs.optim = optim();
+  hs.up_codec = up;
+  hs.down_codec = down;
+  t::CloudTrainer cloud(sm.cloud, hs);
+  t::InProcessLink link(cloud);
+  t::EdgeTrainer edge(sm.edge, hs);
+  Run r;
+  for (int s = 0; s < steps; ++s) {
+    auto b = make_batch(c, s);
+    auto m = edge.step(link, b.x, b.labels, b.ids, b.mask);
+    r.losses.push_back(m.loss);
+    EXPECT_GT(m.bytes_up, 0u);
+    EXPECT_GT(m.bytes_down, 0u);
+  }
+  r.params = sm.edge.named_parameters();
+  for (auto& p : sm.cloud.named_parameters()) r.params.push_back(p);
+  return r;
+}
+
+class SplitEquivalence : public ::testing::TestWithParam<std::pair<std::string, std::int64_t>> {};
+
+TEST_P(SplitEquivalence, TwentyStepsMatchUnsplitTraining) {
+  auto [kind, k] = GetParam();
+  auto c = small(kind, k);
+  auto ref = unsplit(c, 20);
+  auto got = split(c, 20);
+  ASSERT_EQ(ref.losses.size(), got.losses.size());
+  for (std::size_t s = 0; s < ref.losses.size(); ++s)
+    EXPECT_NEAR(got.losses[s], ref.losses[s], 1e-6 * std::max(1.0, std::abs(ref.losses[s]))) << "step " << s;
+  EXPECT_LT(ref.losses[16], ref.losses[0]);  // it trained: same batch, lower loss
+  std::map<std::string, torch::Tensor> by_name(got.params.begin(), got.params.end());
+  ASSERT_EQ(by_name.size(), ref.params.size());
+  for (auto& [name, p] : ref.params) {
+    ASSERT_TRUE(by_name.count(name)) << name;
+    EXPECT_LT((by_name[name] - p).abs().max().item<double>(), 1e-6) << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, SplitEquivalence,
+                         ::testing::Values(std::make_pair(std::string("vit"), std::int64_t{1}),
+                                           std::make_pair(std::string("vit"), std::int64_t{3}),
+                                           std::make_pair(std::string("cnn"), std::int64_t{1}),
+                                           std::make_pair(std::string("cnn"), std::int64_t{2}),
+                                           std::make_pair(std::string("bert"), std::int64_t{2}),
+                                           std::make_pair(std::string("bert"), std::int64_t{4}),
+                                           std::make_pair(std::string("gpt"), std::int64_t{1}),
+                                           std::make_pair(std::string("gpt"), std::int64_t{3})),
+                         [](const auto& i) { return i.param.first + "_split" + std::to_string(i.param.second); });
+
+TEST(SplitVariants, C3WithOneUnitaryKeyIsExactlyThePlainSplit) {
+  auto c = small("vit", 2);
+  auto plain = split(c, 5);
+  c.c3_groups = 1;
+  c.c3_keys = "unitary";
+  auto c3 = split(c, 5);
+  for (std::size_t s = 0; s < plain.losses.size(); ++s) EXPECT_NEAR(c3.losses[s], plain.losses[s], 1e-5) << s;
+}
+
+TEST(SplitVariants, C3ShrinksTheWireAndStillTrains) {
+  auto bytes_up = [](std::int64_t groups) {
+    auto c = small("bert", 2);
+    c.c3_groups = groups;
+    auto sm = t::build_split_model(c);
+    t::HalfSettings hs;
+    hs.optim = optim();
+    t::CloudTrainer cloud(sm.cloud, hs);
+    t::InProcessLink link(cloud);
+    t::EdgeTrainer edge(sm.edge, hs);
+    auto b = make_batch(c, 0);
+    auto m = edge.step(link, b.x, b.labels, b.ids, b.mask);
+    EXPECT_TRUE(std::isfinite(m.loss));
+    return m.bytes_up;
+  };
+  // 8 samples of [16, 32] fp32 bound into 2: 3/4 of 16 KiB of activations disappear
+  // from the frame; labels, mask and headers stay the same size.
+  EXPECT_EQ(bytes_up(0) - bytes_up(4), 8u * 16 * 32 * 4 * 3 / 4);
+}
+
+TEST(SplitVariants, SftBottleneckSendsRankRFeaturesAndStartsFromThePretrainedLayer) {
+  auto c = small("gpt", 2);
+  c.sft_rank = 4;
+  auto sm = t::build_split_model(c);
+  auto x = make_batch(c, 0).x;
+  sm.edge.train(false);
+  auto a = sm.edge.forward(x, {});
+  EXPECT_EQ(a.sizes(), (std::vector<std::int64_t>{8, 16, 4}));
+  // The factors come from the unsplit model's fc1: their product is its best rank-4 approximation.
+  auto full = t::build_full_model(c);
+  torch::Tensor w1;
+  for (auto& [n, p] : full.named_parameters())
+    if (n == "1.fc1.weight") w1 = p;
+  torch::Tensor up, down;
+  for (auto& [n, p] : sm.edge.named_parameters())
+    if (n == "1.sft_down") down = p;
+  for (auto& [n, p] : sm.cloud.named_parameters())
+    if (n == "1.sft_up") up = p;
+  ASSERT_TRUE(w1.defined() && up.defined() && down.defined());
+  auto s = torch::linalg::svdvals(w1.to(torch::kDouble), c10::nullopt);
+  double err = (torch::matmul(up, down) - w1).pow(2).sum().item<double>();
+  EXPECT_NEAR(err, s.narrow(0, 4, s.size(0) - 4).pow(2).sum().item<double>(), 1e-4);
+  // And it trains.
+  t::HalfSettings hs;
+  hs.task = "lm";
+  hs.optim = optim();
+  t::CloudTrainer cloud(sm.cloud, hs);
+  t::InProcessLink link(cloud);
+  t::EdgeTrainer edge(sm.edge, hs);
+  double first = 0, last = 0;
+  auto b = make_batch(c, 0);
+  for (int step = 0; step < 15; ++step) {
+    auto m = edge.step(link, b.x, b.labels, b.ids);
+    if (step == 0) first = m.loss;
+    last = m.loss;
+  }
+  EXPECT_LT(last, first * 0.8);
+}
+
+TEST(SplitConfig, BadConfigsGetClearErrors) {
+  auto msg = [](t::ModelConfig c) {
+    try {
+      t::build_split_model(c);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  auto c = small("vit", 1);
+  c.kind = "resnet";
+  EXPECT_NE(msg(c).find("unknown model kind 'resnet'"), std::string::npos);
+  c = small("vit", 5);
+  EXPECT_NE(msg(c).find("valid splits are 1..4"), std::string::npos);
+  c = small("cnn", 1);
+  c.sft_rank = 4;
+  EXPECT_NE(msg(c).find("sft_rank needs a transformer"), std::string::npos);
+  c = small("vit", 1);
+  c.width = 30;
+  EXPECT_NE(msg(c).find("multiple of heads"), std::string::npos);
+  c = small("gpt", 1);
+  c.task = "classify";
+  EXPECT_NE(msg(c).find("does not fit"), std::string::npos);
+}
+
+}  // namespace
