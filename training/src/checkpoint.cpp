@@ -78,7 +78,8 @@ std::string config_to_string(const ModelConfig& c) {
      << "\nheads=" << c.heads << "\nmlp_ratio=" << c.mlp_ratio << "\nmax_len=" << c.max_len << "\nvocab=" << c.vocab
      << "\ncnn_width=" << c.cnn_width << "\ncnn_stages=" << c.cnn_stages << "\nsplit=" << c.split
      << "\nsft_rank=" << c.sft_rank << "\nc3_groups=" << c.c3_groups << "\nc3_keys=" << c.c3_keys
-     << "\nseed=" << c.seed << "\n";
+     << "\nseed=" << c.seed << "\nscript_path=" << c.script_path << "\nscript_back_path=" << c.script_back_path
+     << "\n";
   return os.str();
 }
 
@@ -101,6 +102,8 @@ ModelConfig config_from_string(const std::string& s) {
       if (k == "kind") c.kind = v;
       else if (k == "task") c.task = v;
       else if (k == "c3_keys") c.c3_keys = v;
+      else if (k == "script_path") c.script_path = v;
+      else if (k == "script_back_path") c.script_back_path = v;
       else if (k == "seed") c.seed = std::stoull(v);
       else if (ints.count(k)) *ints[k] = std::stoll(v);
       else throw std::invalid_argument("unknown config key '" + k + "'");

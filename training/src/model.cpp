@@ -1,6 +1,8 @@
 #include "seam/training/model.hpp"
 
 #include <cmath>
+#include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
@@ -263,23 +265,101 @@ at::Tensor ModelHalf::forward(const at::Tensor& x, const BatchContext& ctx) {
 NamedTensors ModelHalf::named_parameters() const {
   NamedTensors out;
   for (auto& p : impl_->root->named_parameters()) out.emplace_back(p.key(), p.value());
+  for (auto& [name, sb] : impl_->scripts)
+    for (const auto& p : sb->module.named_parameters(/*recurse=*/true)) out.emplace_back(name + "." + p.name, p.value);
   return out;
 }
 
 NamedTensors ModelHalf::named_buffers() const {
   NamedTensors out;
   for (auto& p : impl_->root->named_buffers()) out.emplace_back(p.key(), p.value());
+  for (auto& [name, sb] : impl_->scripts)
+    for (const auto& p : sb->module.named_buffers(/*recurse=*/true)) out.emplace_back(name + "." + p.name, p.value);
   return out;
 }
 
-std::vector<at::Tensor> ModelHalf::parameters() const { return impl_->root->parameters(); }
-void ModelHalf::train(bool on) { impl_->root->train(on); }
+std::vector<at::Tensor> ModelHalf::parameters() const {
+  std::vector<at::Tensor> out;
+  for (auto& [n, t] : named_parameters()) out.push_back(t);
+  return out;
+}
+
+void ModelHalf::train(bool on) {
+  impl_->root->train(on);
+  for (auto& [name, sb] : impl_->scripts) sb->module.train(on);
+}
 std::int64_t ModelHalf::num_blocks() const { return static_cast<std::int64_t>(impl_->blocks.size()); }
 std::vector<std::string> ModelHalf::block_names() const { return impl_->names; }
 
-std::int64_t block_count(const ModelConfig& c) { return c.kind == "cnn" ? c.cnn_stages + 2 : c.depth + 2; }
+namespace {
+
+torch::jit::Module load_script(const std::string& path) {
+  try {
+    return torch::jit::load(path);
+  } catch (const c10::Error& e) {
+    throw std::invalid_argument("cannot load TorchScript file '" + path + "': " + e.what_without_backtrace());
+  }
+}
+
+// The blocks of a scripted model: the children of an nn.Sequential, or the
+// items of the module's only child when that is a ModuleList.
+std::vector<std::pair<std::string, torch::jit::Module>> script_blocks(const torch::jit::Module& m, const std::string& path) {
+  std::vector<std::pair<std::string, torch::jit::Module>> kids;
+  for (const auto& c : m.named_children()) kids.emplace_back(c.name, c.value);
+  const auto type = m.type()->name() ? m.type()->name()->name() : std::string();
+  if (type == "Sequential") return kids;
+  if (kids.size() == 1) {
+    std::vector<std::pair<std::string, torch::jit::Module>> items;
+    for (const auto& c : kids[0].second.named_children()) items.emplace_back(kids[0].first + "." + c.name, c.value);
+    if (!items.empty() && kids[0].second.type()->name() && kids[0].second.type()->name()->name() == "ModuleList")
+      return items;
+  }
+  throw std::invalid_argument("TorchScript model '" + path +
+                              "' is neither an nn.Sequential nor a module whose only child is a ModuleList; "
+                              "export a Sequential, or give a front/back pair of files");
+}
+
+}  // namespace
+
+std::int64_t block_count(const ModelConfig& c) {
+  if (c.kind == "torchscript") {
+    if (!c.script_back_path.empty()) return 2;
+    return static_cast<std::int64_t>(script_blocks(load_script(c.script_path), c.script_path).size());
+  }
+  return c.kind == "cnn" ? c.cnn_stages + 2 : c.depth + 2;
+}
+
+namespace {
+
+// TorchScript models: halves are script submodules. Loading the file again
+// gives the same weights, so split and unsplit forms start identical.
+SplitModel build_script_model(const ModelConfig& c, bool split) {
+  if (c.script_path.empty()) throw std::invalid_argument("model config: torchscript needs script_path");
+  if (c.sft_rank > 0 || c.c3_groups > 0)
+    throw std::invalid_argument("model config: sft_rank and c3_groups are for native models");
+  auto edge = std::make_unique<ModelHalf::Impl>();
+  auto cloud = std::make_unique<ModelHalf::Impl>();
+  if (!c.script_back_path.empty()) {
+    edge->add_script("front", std::make_shared<ScriptBlock>(load_script(c.script_path)));
+    (split ? cloud : edge)->add_script("back", std::make_shared<ScriptBlock>(load_script(c.script_back_path)));
+    return SplitModel{ModelHalf(std::move(edge)), ModelHalf(std::move(cloud)), 2};
+  }
+  auto blocks = script_blocks(load_script(c.script_path), c.script_path);
+  const auto n = static_cast<std::int64_t>(blocks.size());
+  if (split && (c.split < 1 || c.split > n - 1))
+    throw std::invalid_argument("model config: split " + std::to_string(c.split) + " out of range: '" + c.script_path +
+                                "' has " + std::to_string(n) + " blocks, valid splits are 1.." + std::to_string(n - 1));
+  for (std::int64_t i = 0; i < n; ++i) {
+    auto& [name, mod] = blocks[static_cast<std::size_t>(i)];
+    (!split || i < c.split ? edge : cloud)->add_script(name, std::make_shared<ScriptBlock>(mod));
+  }
+  return SplitModel{ModelHalf(std::move(edge)), ModelHalf(std::move(cloud)), n};
+}
+
+}  // namespace
 
 ModelHalf build_full_model(const ModelConfig& c) {
+  if (c.kind == "torchscript") return std::move(build_script_model(c, false).edge);
   ModelConfig plain = c;
   plain.split = 1;
   plain.sft_rank = 0;
@@ -293,6 +373,7 @@ ModelHalf build_full_model(const ModelConfig& c) {
 }
 
 SplitModel build_split_model(const ModelConfig& c) {
+  if (c.kind == "torchscript") return build_script_model(c, true);
   check_config(c);
   torch::manual_seed(c.seed);
   auto blocks = make_blocks(c);
@@ -332,12 +413,47 @@ SplitModel build_split_model(const ModelConfig& c) {
   return SplitModel{ModelHalf(std::move(edge)), ModelHalf(std::move(cloud)), n};
 }
 
+std::size_t load_state_dict(ModelHalf& half, const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot open state_dict file '" + path + "'");
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), {});
+  c10::IValue v;
+  try {
+    v = torch::pickle_load(bytes);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("cannot read '" + path + "' (save it with torch.save(dict(model.state_dict()), path)): " +
+                             e.what_without_backtrace());
+  }
+  if (!v.isGenericDict()) throw std::runtime_error("'" + path + "' does not hold a dict of tensors");
+  std::map<std::string, at::Tensor> sd;
+  for (const auto& kv : v.toGenericDict())
+    if (kv.key().isString() && kv.value().isTensor()) sd[kv.key().toStringRef()] = kv.value().toTensor();
+  torch::NoGradGuard ng;
+  std::size_t loaded = 0;
+  auto copy = [&](const NamedTensors& named) {
+    for (auto& [name, t] : named) {
+      auto it = sd.find(name);
+      if (it == sd.end()) continue;
+      if (it->second.sizes() != t.sizes())
+        throw std::runtime_error("state_dict '" + path + "': '" + name + "' has shape " +
+                                 c10::str(it->second.sizes()) + ", the model has " + c10::str(t.sizes()));
+      at::Tensor dst = t;
+      dst.copy_(it->second);
+      ++loaded;
+    }
+  };
+  copy(half.named_parameters());
+  copy(half.named_buffers());
+  if (loaded == 0) throw std::runtime_error("state_dict '" + path + "': no tensor names match the model");
+  return loaded;
+}
+
 std::string fingerprint(const ModelConfig& c, const ModelHalf& edge, const ModelHalf& cloud) {
   std::ostringstream os;
   os << c.kind << '|' << c.task << '|' << c.image_size << '|' << c.channels << '|' << c.patch << '|' << c.classes
      << '|' << c.width << '|' << c.depth << '|' << c.heads << '|' << c.mlp_ratio << '|' << c.max_len << '|' << c.vocab
      << '|' << c.cnn_width << '|' << c.cnn_stages << '|' << c.split << '|' << c.sft_rank << '|' << c.c3_groups << '|'
-     << c.c3_keys;
+     << c.c3_keys;  // script paths left out: the same model may sit at another path
   for (const auto* h : {&edge, &cloud}) {
     os << "#";
     for (auto& [name, t] : h->named_parameters()) os << name << t.sizes() << ';';

@@ -13,7 +13,7 @@
 namespace seam::training {
 
 struct ModelConfig {
-  std::string kind = "vit";     // vit | cnn | bert | gpt
+  std::string kind = "vit";     // vit | cnn | bert | gpt | torchscript
   std::string task = "classify";  // classify | mlm (bert) | lm (gpt)
   // images (vit, cnn)
   std::int64_t image_size = 28, channels = 1, patch = 7;
@@ -29,6 +29,10 @@ struct ModelConfig {
   std::int64_t c3_groups = 0;  // R > 0: C3 bind on the edge, unbind in the cloud
   std::string c3_keys = "gaussian";  // gaussian | unitary
   std::uint64_t seed = 0;      // initialisation and C3 keys
+  // torchscript: a scripted nn.Sequential (or a module whose only child is a
+  // ModuleList), split at child index `split`; or a front/back pair of files.
+  std::string script_path;
+  std::string script_back_path;  // set: script_path is the front, this the back
 };
 
 // Per-batch inputs besides the tensor that flows through the blocks.
@@ -77,6 +81,12 @@ SplitModel build_split_model(const ModelConfig& c);
 // The same model, same initialisation, unsplit (no SFT/C3): the reference for
 // equivalence tests and the form pre-training uses.
 ModelHalf build_full_model(const ModelConfig& c);
+
+// Copies tensors from a Python state_dict saved with torch.save(dict(sd), f)
+// into the half's parameters and buffers with the same names. Returns how many
+// were loaded; throws std::runtime_error on a shape mismatch, an unreadable file,
+// or when nothing matched.
+std::size_t load_state_dict(ModelHalf& half, const std::string& path);
 
 // Hash of the config fields that shape the model and of every parameter's
 // name and shape: two halves with the same fingerprint fit together.
