@@ -372,11 +372,19 @@ ModelHalf build_full_model(const ModelConfig& c) {
   return ModelHalf(std::move(impl));
 }
 
-SplitModel build_split_model(const ModelConfig& c) {
+std::vector<std::string> load_pretrained(ModelHalf& full, const std::string& path);  // job.cpp
+
+SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained) {
   if (c.kind == "torchscript") return build_script_model(c, true);
   check_config(c);
   torch::manual_seed(c.seed);
   auto blocks = make_blocks(c);
+  if (!pretrained.empty()) {
+    auto all = std::make_unique<ModelHalf::Impl>();
+    for (std::size_t i = 0; i < blocks.size(); ++i) all->add(std::to_string(i), blocks[i]);
+    ModelHalf whole(std::move(all));
+    load_pretrained(whole, pretrained);
+  }
   auto edge = std::make_unique<ModelHalf::Impl>();
   auto cloud = std::make_unique<ModelHalf::Impl>();
   const auto k = static_cast<std::size_t>(c.split);

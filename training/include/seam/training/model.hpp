@@ -76,7 +76,10 @@ std::int64_t block_count(const ModelConfig& c);
 // Builds the whole model under `c.seed`, then splits it. Throws
 // std::invalid_argument naming the problem (unknown kind, split out of range,
 // SFT on a CNN, ...).
-SplitModel build_split_model(const ModelConfig& c);
+// `pretrained`: a pre-training checkpoint whose weights are loaded before the
+// split (so an SFT bottleneck factorises pretrained weights); tensors whose
+// shapes differ, such as a new head, keep their fresh initialisation.
+SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained = "");
 
 // The same model, same initialisation, unsplit (no SFT/C3): the reference for
 // equivalence tests and the form pre-training uses.

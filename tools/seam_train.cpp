@@ -1,0 +1,143 @@
+// seam-train: pre-trains a model, or fine-tunes one split between an edge and a
+// cloud half in one process (the in-process link carries real frames).
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "seam/training/checkpoint.hpp"
+#include "seam/training/job.hpp"
+#include "seam/training/threads.hpp"
+
+namespace po = boost::program_options;
+namespace t = seam::training;
+
+namespace {
+
+const char* kUsage =
+    "Usage:\n"
+    "  seam-train pretrain --model bert --task fortunes-language --steps 1500 --out bert.pt [options]\n"
+    "  seam-train finetune --model bert --task fortunes-language --split 2 --pretrained bert.pt \\\n"
+    "                      --up-codec delta:bits=4 --down-codec quant:bits=8 [options]\n"
+    "\n"
+    "pretrain trains the whole model (bert: masked-LM over bytes, gpt: next byte, vit/cnn:\n"
+    "classification) and writes a checkpoint. finetune splits the model at --split, runs the\n"
+    "edge half and the cloud half through real encoded frames, and reports per-step loss,\n"
+    "bytes up/down, compression ratios, time split, and test accuracy.\n"
+    "Options may also come from --config FILE (key = value lines, same names as the flags).\n";
+
+void progress_line(const t::StepMetrics& m, double acc, std::int64_t every, bool split) {
+  if (acc >= 0) std::printf("step %6llu  eval accuracy %.4f\n", static_cast<unsigned long long>(m.step + 1), acc);
+  if (every <= 0 || (m.step + 1) % static_cast<std::uint64_t>(every) != 0) return;
+  if (!split) {
+    std::printf("step %6llu  loss %.4f\n", static_cast<unsigned long long>(m.step + 1), m.loss);
+  } else {
+    std::printf("step %6llu  loss %.4f  acc %.3f  up %.1f KiB (x%.1f)  down %.1f KiB (x%.1f)  "
+                "ms edge %.1f enc %.1f link %.1f cloud %.1f dec %.1f\n",
+                static_cast<unsigned long long>(m.step + 1), m.loss, m.accuracy, m.bytes_up / 1024.0, m.ratio_up,
+                m.bytes_down / 1024.0, m.ratio_down, m.edge_ms, m.encode_ms, m.link_ms, m.cloud_ms, m.decode_ms);
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  t::ModelConfig mc;
+  t::OptimConfig oc;
+  t::RunOptions ro;
+  t::HalfSettings hs;
+  std::string task, out, pretrained, config;
+  int threads = 0;
+  std::size_t max_per_class = 0;
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")("config", po::value(&config), "key = value file with these options")(
+      "model", po::value(&mc.kind)->default_value("vit"), "vit | cnn | bert | gpt")(
+      "task", po::value(&task)->default_value("fashion-mnist"),
+      "fashion-mnist | fashion-mnist:LO-HI | fortunes-topic | fortunes-language | jsonl:PATH")(
+      "width", po::value(&mc.width)->default_value(64), "transformer width")(
+      "depth", po::value(&mc.depth)->default_value(4), "transformer blocks")(
+      "heads", po::value(&mc.heads)->default_value(4), "attention heads")(
+      "mlp-ratio", po::value(&mc.mlp_ratio)->default_value(4), "FFN width / width")(
+      "patch", po::value(&mc.patch)->default_value(7), "ViT patch size")(
+      "max-len", po::value(&mc.max_len)->default_value(128), "text length in bytes (with [CLS])")(
+      "cnn-width", po::value(&mc.cnn_width)->default_value(16), "CNN base channels")(
+      "cnn-stages", po::value(&mc.cnn_stages)->default_value(3), "CNN residual stages")(
+      "split", po::value(&mc.split)->default_value(1), "blocks [0, split) run on the edge")(
+      "sft-rank", po::value(&mc.sft_rank)->default_value(0), "SFT bottleneck rank at the split (0 = off)")(
+      "c3-groups", po::value(&mc.c3_groups)->default_value(0), "C3 samples bound per group (0 = off)")(
+      "c3-keys", po::value(&mc.c3_keys)->default_value("gaussian"), "gaussian | unitary")(
+      "up-codec", po::value(&hs.up_codec)->default_value("none"), "codec spec for activations (see seam-codec list)")(
+      "down-codec", po::value(&hs.down_codec)->default_value("none"), "codec spec for gradients")(
+      "optimizer", po::value(&oc.kind)->default_value("adamw"), "adamw | sgd")(
+      "lr", po::value(&oc.lr)->default_value(1e-3), "peak learning rate")(
+      "weight-decay", po::value(&oc.weight_decay)->default_value(0.01), "on matrices only")(
+      "warmup", po::value(&oc.warmup_steps)->default_value(100), "linear warm-up steps")(
+      "schedule", po::value(&oc.schedule)->default_value("cosine"), "cosine | linear | constant")(
+      "clip", po::value(&oc.clip_norm)->default_value(1.0), "gradient-norm clip per half (0 = off)")(
+      "steps", po::value(&ro.steps)->default_value(1000), "optimizer steps")(
+      "batch", po::value(&ro.batch)->default_value(64), "batch size")(
+      "eval-every", po::value(&ro.eval_every)->default_value(0), "evaluate every N steps (0 = at the end)")(
+      "eval-limit", po::value(&ro.eval_limit)->default_value(0), "evaluate on the first N test examples (0 = all)")(
+      "log-every", po::value(&ro.log_every)->default_value(50), "print a progress line every N steps")(
+      "seed", po::value(&mc.seed)->default_value(0), "model, codec and data seed")(
+      "threads", po::value(&threads)->default_value(0), "LibTorch threads (0 = all cores)")(
+      "max-per-class", po::value(&max_per_class)->default_value(0), "cap text examples per class (0 = all)")(
+      "pretrained", po::value(&pretrained), "finetune: checkpoint written by pretrain")(
+      "out", po::value(&out), "pretrain: checkpoint to write");
+  po::options_description hidden;
+  hidden.add_options()("command", po::value<std::string>());
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::positional_options_description pos;
+  pos.add("command", 1);
+  try {
+    po::variables_map vm;
+    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+    if (vm.count("config")) {
+      std::ifstream f(vm["config"].as<std::string>());
+      if (!f) throw std::invalid_argument("cannot open config file '" + vm["config"].as<std::string>() + "'");
+      po::store(po::parse_config_file(f, opts), vm);
+    }
+    po::notify(vm);
+    if (vm.count("help") || !vm.count("command")) {
+      std::cout << kUsage << "\n" << opts;
+      return vm.count("help") ? 0 : 2;
+    }
+    const auto cmd = vm["command"].as<std::string>();
+    if (cmd != "pretrain" && cmd != "finetune") throw std::invalid_argument("unknown command '" + cmd + "' (pretrain or finetune)");
+    std::printf("seam-train: %d threads\n", t::configure_threads(threads));
+    ro.data_seed = mc.seed;
+    hs.seed = mc.seed;
+    oc.total_steps = ro.steps;
+    hs.optim = oc;
+    auto tk = t::make_task(task, mc.max_len, max_per_class);
+    mc.classes = tk->num_classes();
+    mc.task = mc.kind == "gpt" ? "lm" : (cmd == "pretrain" && mc.kind == "bert") ? "mlm" : "classify";
+    hs.task = mc.task;
+    std::printf("task %s: %zu train / %zu test examples, %lld classes\n", tk->name().c_str(), tk->size(t::Split::train),
+                tk->size(t::Split::test), static_cast<long long>(tk->num_classes()));
+    if (cmd == "pretrain") {
+      if (out.empty()) throw std::invalid_argument("pretrain needs --out CHECKPOINT");
+      auto r = t::pretrain(mc, oc, *tk, ro, out, [&](const t::StepMetrics& m, double a) { progress_line(m, a, ro.log_every, false); });
+      std::printf("pretrain done: %lld steps in %.1f s, mean loss of the last 50 steps %.4f%s -> %s\n",
+                  static_cast<long long>(r.steps), r.seconds, r.last_loss,
+                  mc.task == "classify" ? (", test accuracy " + std::to_string(r.test_accuracy)).c_str() : "",
+                  out.c_str());
+      return 0;
+    }
+    if (mc.kind == "gpt") throw std::invalid_argument("finetune classifies: use --model vit, cnn or bert");
+    auto r = t::run_split_training(mc, hs, *tk, ro, pretrained,
+                                   [&](const t::StepMetrics& m, double a) { progress_line(m, a, ro.log_every, true); });
+    std::printf("finetune done: %lld steps in %.1f s, last loss %.4f, test accuracy %.4f, bytes up %.1f MiB, down %.1f MiB\n",
+                static_cast<long long>(r.steps), r.seconds, r.last_loss, r.test_accuracy, r.link.bytes_up / 1048576.0,
+                r.link.bytes_down / 1048576.0);
+    return 0;
+  } catch (const po::error& e) {
+    std::cerr << "seam-train: " << e.what() << "\n\n" << kUsage;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "seam-train: error: " << e.what() << "\n";
+    return 1;
+  }
+}

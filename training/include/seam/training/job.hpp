@@ -1,0 +1,78 @@
+#pragma once
+// Tasks (datasets behind one interface) and the training loops: pre-training
+// an unsplit model, and split fine-tuning through a Link with periodic
+// evaluation. Programs call these with options structs.
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "seam/training/model.hpp"
+#include "seam/training/split_step.hpp"
+
+namespace seam::training {
+
+enum class Split { train, valid, test };
+
+struct TaskBatch {
+  at::Tensor x, labels, mask;
+  std::vector<std::int64_t> ids;
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual std::string name() const = 0;
+  virtual bool is_text() const = 0;
+  virtual std::int64_t num_classes() const = 0;
+  virtual std::size_t size(Split s) const = 0;
+  virtual TaskBatch batch(Split s, const std::vector<std::int64_t>& indices) const = 0;
+};
+
+// "fashion-mnist", "fashion-mnist:0-4" (only classes 0..4, relabelled),
+// "fortunes-topic", "fortunes-language", or "jsonl:PATH". Text tasks encode to
+// max_len bytes. Throws std::invalid_argument for an unknown spec.
+std::unique_ptr<Task> make_task(const std::string& spec, std::int64_t max_len = 128, std::size_t max_per_class = 0);
+
+// Accuracy of edge+cloud (or a full model when cloud is null) on a split,
+// without codecs. `limit` > 0 evaluates only the first `limit` examples.
+double evaluate(ModelHalf& edge, ModelHalf* cloud, const Task& task, Split s, std::size_t limit = 0,
+                std::int64_t batch = 256);
+
+struct RunOptions {
+  std::int64_t steps = 1000;
+  std::int64_t batch = 64;
+  std::int64_t eval_every = 0;  // 0: only at the end
+  std::size_t eval_limit = 0;   // 0: whole split
+  std::uint64_t data_seed = 0;
+  std::int64_t log_every = 50;
+};
+
+struct RunResult {
+  double last_loss = 0, test_accuracy = 0, seconds = 0;
+  LinkStats link;
+  std::int64_t steps = 0;
+};
+
+using Progress = std::function<void(const StepMetrics& m, double eval_accuracy)>;  // eval < 0: none this step
+
+// Split fine-tuning in one process: builds the split model (loading
+// `pretrained` first when given, so SFT factorises pretrained weights), runs
+// the edge and cloud halves through an InProcessLink.
+RunResult run_split_training(const ModelConfig& mc, const HalfSettings& hs, const Task& task, const RunOptions& ro,
+                             const std::string& pretrained = "", const Progress& progress = {});
+
+// Pre-training of the unsplit model: bert = masked-LM (15% of bytes), gpt =
+// next-byte LM, vit/cnn = classification. Saves a checkpoint whose "edge" half
+// is the whole model. Returns the mean loss of the last 50 steps in last_loss.
+RunResult pretrain(const ModelConfig& mc, const OptimConfig& oc, const Task& task, const RunOptions& ro,
+                   const std::string& out_path, const Progress& progress = {});
+
+// Copies a pre-training checkpoint's weights into a model built from `mc`
+// (block names are global indices, so they match across splits). Tensors whose
+// shape differs (e.g. a new classification head) are skipped; returns their names.
+std::vector<std::string> load_pretrained(ModelHalf& full, const std::string& path);
+
+}  // namespace seam::training
