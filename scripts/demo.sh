@@ -5,6 +5,8 @@ set -euo pipefail
 cat >&2 <<'MSG'
 seam demo: not available yet.
 The split fine-tuning job (cloud server + edge client over TLS) has not landed.
-What works today: `scripts/test.sh` builds Seam and runs its test suite.
+What works today: `scripts/test.sh` builds Seam and runs its test suite, and
+split fine-tuning runs in one process with `build/tools/seam-train finetune`
+(see README.md, "Split fine-tuning in one process").
 MSG
 exit 2
