@@ -89,15 +89,21 @@ double task_correct(const std::string& task, const at::Tensor& logits, const at:
 
 // ---------------------------------------------------------------- cloud
 
-struct CloudTrainer::Impl {
-  Impl(ModelHalf& h, const HalfSettings& s)
+// What each half keeps: its model, optimizer, both codecs and one codec
+// context per direction (the cloud decodes up and encodes down; the edge the reverse).
+struct HalfState {
+  HalfState(ModelHalf& h, const HalfSettings& s)
       : half(h), settings(s), opt(h, s.optim), up(sc::make_codec(s.up_codec)), down(sc::make_codec(s.down_codec)),
         up_ctx(s.seed), down_ctx(s.seed) {}
   ModelHalf& half;
   HalfSettings settings;
   Optimizer opt;
   std::unique_ptr<sc::Codec> up, down;
-  sc::CodecContext up_ctx, down_ctx;  // decoder of activations, encoder of gradients
+  sc::CodecContext up_ctx, down_ctx;
+};
+
+struct CloudTrainer::Impl : HalfState {
+  using HalfState::HalfState;
 };
 
 CloudTrainer::CloudTrainer(ModelHalf& cloud, const HalfSettings& s) : impl_(std::make_unique<Impl>(cloud, s)) {}
@@ -135,15 +141,8 @@ StepReply CloudTrainer::step(const StepRequest& r) {
 
 // ---------------------------------------------------------------- edge
 
-struct EdgeTrainer::Impl {
-  Impl(ModelHalf& h, const HalfSettings& s)
-      : half(h), settings(s), opt(h, s.optim), up(sc::make_codec(s.up_codec)), down(sc::make_codec(s.down_codec)),
-        up_ctx(s.seed), down_ctx(s.seed) {}
-  ModelHalf& half;
-  HalfSettings settings;
-  Optimizer opt;
-  std::unique_ptr<sc::Codec> up, down;
-  sc::CodecContext up_ctx, down_ctx;  // encoder of activations, decoder of gradients
+struct EdgeTrainer::Impl : HalfState {
+  using HalfState::HalfState;
   std::uint64_t steps = 0;
 };
 
