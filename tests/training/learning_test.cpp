@@ -23,7 +23,6 @@ std::vector<double> losses_of(const t::ModelConfig& mc, const t::HalfSettings& h
   t::RunOptions ro;
   ro.steps = steps;
   ro.batch = batch;
-  ro.eval_limit = 500;
   std::vector<double> losses;
   auto r = t::run_split_training(mc, hs, task, ro, "", [&](const t::StepMetrics& m, double) { losses.push_back(m.loss); });
   if (acc) *acc = r.test_accuracy;

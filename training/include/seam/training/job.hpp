@@ -45,7 +45,7 @@ struct RunOptions {
   std::int64_t steps = 1000;
   std::int64_t batch = 64;
   std::int64_t eval_every = 0;  // 0: only at the end
-  std::size_t eval_limit = 0;   // 0: whole split
+  std::size_t eval_limit = 0;   // periodic evaluations: first N test examples (0: all); the final one uses all
   std::uint64_t data_seed = 0;
   std::int64_t log_every = 50;
 };
