@@ -4,6 +4,8 @@
 #include "seam/training/model.hpp"
 #include "seam/training/optim.hpp"
 
+#include <set>
+
 namespace t = seam::training;
 
 TEST(Optim, WeightDecayHitsMatricesButNotBiasesOrNorms) {
@@ -62,4 +64,20 @@ TEST(Optim, WarmupThenCosineOrLinearDecay) {
   oc.kind = "sgd";
   oc.schedule = "step";
   EXPECT_THROW(t::Optimizer(m, oc), std::invalid_argument);
+}
+
+#include "seam/training/job.hpp"
+
+TEST(Sampler, BatchesNeverRepeatASampleAndEpochsReshuffle) {
+  t::Sampler s(10, 3);
+  std::vector<std::int64_t> seen;
+  for (int i = 0; i < 20; ++i) {
+    auto b = s.next(3);
+    std::set<std::int64_t> u(b.begin(), b.end());
+    EXPECT_EQ(u.size(), 3u);  // the epoch's partial tail (1 sample) is dropped, not mixed in
+    if (s.epoch() == 0) seen.insert(seen.end(), b.begin(), b.end());
+  }
+  EXPECT_EQ(seen.size(), 9u);
+  EXPECT_GT(s.epoch(), 5);
+  EXPECT_THROW(s.next(11), std::invalid_argument);
 }

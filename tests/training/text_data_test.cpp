@@ -44,6 +44,19 @@ TEST(Fortunes, LanguageTaskHasFourLanguagesAndCapsPerClass) {
   EXPECT_THROW(t::load_fortunes("topic", 0, "/nonexistent"), std::runtime_error);
 }
 
+TEST(Fortunes, SampleIdsAreUniqueAcrossLanguageDirectories) {
+  // de/computer and it/computer share a file name; their entries must not share ids.
+  auto d = t::load_fortunes("language");
+  std::set<std::int64_t> ids;
+  std::size_t n = 0;
+  for (auto* s : {&d.train, &d.valid, &d.test})
+    for (auto& e : *s) {
+      ids.insert(e.id);
+      ++n;
+    }
+  EXPECT_EQ(ids.size(), n);
+}
+
 TEST(TextData, ByteTokenizerAndBatches) {
   auto ids = t::ByteTokenizer::encode("hé", 6, true);
   EXPECT_EQ(ids, (std::vector<std::int64_t>{257, 'h', 0xC3, 0xA9, 256, 256}));

@@ -71,26 +71,26 @@ class TextTask final : public Task {
 
 using clock_type = std::chrono::steady_clock;
 
-// Indices of the next batch, reshuffling at each epoch boundary.
-struct Sampler {
-  Sampler(std::size_t n, std::uint64_t seed) : n_(n), seed_(seed), perm_(shuffled_indices(n, seed, 0)) {}
-  std::vector<std::int64_t> next(std::int64_t b) {
-    std::vector<std::int64_t> out;
-    while (static_cast<std::int64_t>(out.size()) < b) {
-      if (pos_ == n_) {
-        perm_ = shuffled_indices(n_, seed_, ++epoch_);
-        pos_ = 0;
-      }
-      out.push_back(perm_[pos_++]);
-    }
-    return out;
-  }
-  std::size_t n_, pos_ = 0;
-  std::uint64_t seed_;
-  std::int64_t epoch_ = 0;
-  std::vector<std::int64_t> perm_;
-};
+}  // namespace
 
+Sampler::Sampler(std::size_t n, std::uint64_t seed) : n_(n), seed_(seed), perm_(shuffled_indices(n, seed, 0)) {}
+
+// A batch never straddles two epochs, so no sample appears twice in one batch
+// (AC-SGD keys buffers by sample id); an epoch's last partial batch is dropped.
+std::vector<std::int64_t> Sampler::next(std::int64_t b) {
+  if (b < 1 || static_cast<std::size_t>(b) > n_)
+    throw std::invalid_argument("batch size " + std::to_string(b) + " must be in 1.." + std::to_string(n_));
+  if (pos_ + static_cast<std::size_t>(b) > n_) {
+    perm_ = shuffled_indices(n_, seed_, ++epoch_);
+    pos_ = 0;
+  }
+  std::vector<std::int64_t> out(perm_.begin() + static_cast<std::ptrdiff_t>(pos_),
+                                perm_.begin() + static_cast<std::ptrdiff_t>(pos_ + static_cast<std::size_t>(b)));
+  pos_ += static_cast<std::size_t>(b);
+  return out;
+}
+
+namespace {
 }  // namespace
 
 std::unique_ptr<Task> make_task(const std::string& spec, std::int64_t max_len, std::size_t max_per_class) {

@@ -90,8 +90,10 @@ TextDataset load_fortunes(const std::string& task, std::size_t max_per_class, co
   std::vector<TextExample> all;
   auto add = [&](const fs::path& file, std::int64_t label) {
     auto entries = read_entries(file);
+    // The path below the root, not the bare file name: de/computer and it/computer differ.
+    const auto where = fs::relative(file, root).string();
     for (std::size_t i = 0; i < entries.size(); ++i) {
-      auto id = static_cast<std::int64_t>(stable_hash(file.filename().string() + "#" + std::to_string(i)) >> 1);
+      auto id = static_cast<std::int64_t>(stable_hash(where + "#" + std::to_string(i)) >> 1);
       all.push_back({std::move(entries[i]), label, id});
     }
   };
@@ -123,6 +125,9 @@ TextDataset load_fortunes(const std::string& task, std::size_t max_per_class, co
     throw std::runtime_error("fortunes task must be 'topic' or 'language', got '" + task + "'");
   }
   cap_per_class(all, max_per_class, d.classes.size());
+  std::set<std::int64_t> ids;
+  for (const auto& e : all)
+    if (!ids.insert(e.id).second) throw std::runtime_error("fortunes: duplicate sample id " + std::to_string(e.id));
   split_into(d, std::move(all));
   return d;
 }

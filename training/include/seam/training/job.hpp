@@ -41,6 +41,20 @@ std::unique_ptr<Task> make_task(const std::string& spec, std::int64_t max_len = 
 double evaluate(ModelHalf& edge, ModelHalf* cloud, const Task& task, Split s, std::size_t limit = 0,
                 std::int64_t batch = 256);
 
+// Seeded batches of distinct indices: one shuffled permutation per epoch.
+class Sampler {
+ public:
+  Sampler(std::size_t n, std::uint64_t seed);
+  std::vector<std::int64_t> next(std::int64_t batch);
+  std::int64_t epoch() const { return epoch_; }
+
+ private:
+  std::size_t n_, pos_ = 0;
+  std::uint64_t seed_;
+  std::int64_t epoch_ = 0;
+  std::vector<std::int64_t> perm_;
+};
+
 struct RunOptions {
   std::int64_t steps = 1000;
   std::int64_t batch = 64;
