@@ -373,8 +373,8 @@ TEST(ChannelResilience, RetriedRequestIsAnsweredFromTheSavedReplyNotAppliedTwice
   });
   server.start();
   auto o = client_options(server.port(), client_tls());
-  o.request_timeout = Millis(150);  // step 2 outlasts it once
-  o.backoff_initial = Millis(600);  // the retry arrives after the server has saved the reply
+  o.request_timeout = Millis(150);   // step 2 outlasts it once
+  o.backoff_initial = Millis(1500);  // wide margin: the retry must come after the reply is saved
   Client c(o);
   Hello h;
   h.client_id = "edge-a";
@@ -421,14 +421,20 @@ TEST(ChannelResilience, ConnectionLimitAnswersBusy) {
     EXPECT_EQ(e.code(), make_error_code(Errc::server_busy)) << e.what();
   }
   a.close();
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_NE(c.request(forward(2, 8)).as<Backward>(), nullptr);
+  // Once the server has seen the close, a slot is free; retries with backoff cover the wait.
+  auto patient = client_options(server.port(), plaintext());
+  patient.max_attempts = 8;
+  patient.backoff_initial = Millis(50);
+  Client d(patient);
+  EXPECT_NE(d.request(forward(2, 8)).as<Backward>(), nullptr);
 }
 
 TEST(ChannelResilience, StopDrainsAnInFlightReply) {
   ServerOptions so;
   so.tls = plaintext();
-  auto server = std::make_unique<Server>(so, [](const PeerInfo& p, Message&& m) {
+  std::atomic<bool> in_handler{false};
+  auto server = std::make_unique<Server>(so, [&](const PeerInfo& p, Message&& m) {
+    in_handler = true;
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     return echo(p, std::move(m));
   });
@@ -439,7 +445,7 @@ TEST(ChannelResilience, StopDrainsAnInFlightReply) {
     Client c(o);
     return c.request(forward(5, 128)).as<Backward>() != nullptr;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  while (!in_handler) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the request is in flight
   server->stop();
   EXPECT_TRUE(fut.get());
   EXPECT_EQ(server->active_sessions(), 0);
