@@ -23,7 +23,11 @@ endif()
 find_path(ASIO_INCLUDE_DIR asio.hpp REQUIRED)
 add_library(seam_asio STATIC ${PROJECT_SOURCE_DIR}/transport/src/asio_impl.cpp)
 target_include_directories(seam_asio SYSTEM PUBLIC ${ASIO_INCLUDE_DIR})
-target_compile_definitions(seam_asio PUBLIC ASIO_STANDALONE ASIO_SEPARATE_COMPILATION ASIO_NO_DEPRECATED)
+# ASIO_DISABLE_STD_ALIGNED_ALLOC: Asio picks aligned_alloc only when a libstdc++
+# header came first, so the separately compiled TU and its users disagreed
+# (alloc/free mismatch found by ASan). One explicit choice for every TU.
+target_compile_definitions(seam_asio PUBLIC ASIO_STANDALONE ASIO_SEPARATE_COMPILATION ASIO_NO_DEPRECATED
+                                            ASIO_DISABLE_STD_ALIGNED_ALLOC)
 target_link_libraries(seam_asio PUBLIC OpenSSL::SSL OpenSSL::Crypto Threads::Threads)
 
 # The shared LibTorch precompiled header.

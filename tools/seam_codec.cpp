@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "seam/compression/codec.hpp"
 #include "seam/compression/errors.hpp"
@@ -83,7 +84,7 @@ int eval(const po::variables_map& vm) {
   if (repeat < 1 || repeat > 10000) throw sc::CodecError("--repeat must be in [1, 10000]");
   const int threads = vm["threads"].as<int>();
   if (threads < 0) throw sc::CodecError("--threads must be >= 0 (0 = all cores)");
-  if (threads > 0) at::set_num_threads(threads);
+  at::set_num_threads(threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
   const auto seed = vm["seed"].as<std::uint64_t>();
 
   at::Tensor x = vm.count("input") ? sc::load_tensor_file(vm["input"].as<std::string>())
@@ -140,7 +141,7 @@ int main(int argc, char** argv) {
       "shape", po::value<std::string>()->default_value("32,128,768"), "shape of the synthetic tensor")(
       "seed", po::value<std::uint64_t>()->default_value(0), "seed for synthetic data and codec randomness")(
       "repeat", po::value<int>()->default_value(5), "timed encode/decode repetitions")(
-      "threads", po::value<int>()->default_value(0), "LibTorch threads (0 = library default)")(
+      "threads", po::value<int>()->default_value(0), "LibTorch threads (0 = all cores)")(
       "json", "print one JSON object");
   po::options_description hidden;
   hidden.add_options()("command", po::value<std::string>());

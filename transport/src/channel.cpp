@@ -365,14 +365,24 @@ void Server::stop() {
     for (auto& w : impl->live)
       if (auto s = w.lock(); s && !s->busy) s->fail(make_error_code(Errc::shutting_down));
   });
-  // Let in-flight replies drain, then stop the loop.
+  // Let in-flight replies drain.
   auto deadline = std::chrono::steady_clock::now() + impl->opts.io_timeout;
   while (impl->sessions.load() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  impl->work.reset();
-  impl->io.stop();
-  impl->io_thread.join();
+  // Then close whatever is left, finish running handlers, and let the loop run
+  // dry: pending handlers own sessions (and through them this Impl), so they
+  // must complete rather than be abandoned by io.stop().
+  asio::post(impl->io, [impl] {
+    for (auto& w : impl->live)
+      if (auto s = w.lock()) s->fail(make_error_code(Errc::shutting_down));
+  });
   impl->workers.join();
+  impl->work.reset();
+  auto io_done = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!impl->io.stopped() && std::chrono::steady_clock::now() < io_done)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  impl->io.stop();  // only matters if something never completed
+  impl->io_thread.join();
 }
 
 int Server::active_sessions() const { return impl_->sessions.load(); }

@@ -58,7 +58,6 @@ class ModelHalf {
   void train(bool on = true);
   std::int64_t num_blocks() const;
   std::vector<std::string> block_names() const;
-  Impl& impl() { return *impl_; }
 
  private:
   std::unique_ptr<Impl> impl_;
