@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
+
+#include "command_line.hpp"
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -143,15 +145,8 @@ int main(int argc, char** argv) {
       "repeat", po::value<int>()->default_value(5), "timed encode/decode repetitions")(
       "threads", po::value<int>()->default_value(0), "LibTorch threads (0 = all cores)")(
       "json", "print one JSON object");
-  po::options_description hidden;
-  hidden.add_options()("command", po::value<std::string>());
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("command", 1);
   try {
-    po::variables_map vm;
-    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+    po::variables_map vm = seam::tools::parse_command_line(argc, argv, opts);
     po::notify(vm);
     if (vm.count("help") || !vm.count("command")) {
       std::cout << kUsage << "\n" << opts;

@@ -1,6 +1,8 @@
 // seam-train: pre-trains a model, or fine-tunes one split between an edge and a
 // cloud half in one process (the in-process link carries real frames).
 #include <boost/program_options.hpp>
+
+#include "command_line.hpp"
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -85,15 +87,8 @@ int main(int argc, char** argv) {
       "max-per-class", po::value(&max_per_class)->default_value(0), "cap text examples per class (0 = all)")(
       "pretrained", po::value(&pretrained), "finetune: checkpoint written by pretrain")(
       "out", po::value(&out), "pretrain: checkpoint to write");
-  po::options_description hidden;
-  hidden.add_options()("command", po::value<std::string>());
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("command", 1);
   try {
-    po::variables_map vm;
-    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+    po::variables_map vm = seam::tools::parse_command_line(argc, argv, opts);
     if (vm.count("config")) {
       std::ifstream f(vm["config"].as<std::string>());
       if (!f) throw std::invalid_argument("cannot open config file '" + vm["config"].as<std::string>() + "'");
