@@ -4,8 +4,6 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
-#include <cmath>
-#include <random>
 
 #include "seam/compression/dtype.hpp"
 #include "stage.hpp"

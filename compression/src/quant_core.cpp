@@ -333,7 +333,7 @@ at::Tensor dequantize(const std::uint8_t* p, std::size_t n, const std::vector<st
 
 double aciq_alpha(int bits, Prior prior) {
   // Cheap (microseconds), so computed on each call instead of cached in shared state.
-  double slot = 0;
+  double alpha = 0;
   const double levels4 = std::pow(4.0, bits);  // (2^M)^2
   if (prior == Prior::laplace) {
     // MSE(a) = 2 b^2 e^{-a/b} + a^2 / (3 * 4^M); stationary point a = 3*4^M e^{-a} (b = 1),
@@ -349,7 +349,7 @@ double aciq_alpha(int bits, Prior prior) {
       }
       a = next;
     }
-    slot = a;
+    alpha = a;
   } else {
     // Gaussian (sigma = 1): clip error 2[(a^2+1)(1-Phi(a)) - a phi(a)] + a^2/(3*4^M); golden section.
     auto mse = [&](double a) {
@@ -363,9 +363,9 @@ double aciq_alpha(int bits, Prior prior) {
       double m1 = hi - g * (hi - lo), m2 = lo + g * (hi - lo);
       if (mse(m1) < mse(m2)) hi = m2; else lo = m1;
     }
-    slot = 0.5 * (lo + hi);
+    alpha = 0.5 * (lo + hi);
   }
-  return slot;
+  return alpha;
 }
 
 }  // namespace seam::compression::detail

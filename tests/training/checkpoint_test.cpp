@@ -70,6 +70,12 @@ TEST(Checkpoint, RoundTripResumesExactly) {
   auto resumed = train(r, &re, &rc, 3, 3);
   for (int i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(resumed[i], straight[3 + i]) << i;
   EXPECT_EQ(t::config_to_string(t::checkpoint_config(d / "ck.pt")), t::config_to_string(c));
+  // Config text is checked strictly.
+  EXPECT_THROW(t::config_from_string("width=12abc\n"), std::invalid_argument);
+  EXPECT_THROW(t::config_from_string("width=\n"), std::invalid_argument);
+  EXPECT_THROW(t::config_from_string("colour=blue\n"), std::invalid_argument);
+  EXPECT_THROW(t::config_from_string("width 12\n"), std::invalid_argument);
+  EXPECT_EQ(t::config_from_string("width=12\nkind=bert\n").width, 12);
 }
 
 TEST(Checkpoint, CrashDuringSaveLeavesThePreviousCheckpointIntact) {

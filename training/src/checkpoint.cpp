@@ -98,19 +98,27 @@ ModelConfig config_from_string(const std::string& s) {
     auto eq = line.find('=');
     if (eq == std::string::npos) throw std::invalid_argument("config line '" + line + "' is not key=value");
     auto k = line.substr(0, eq), v = line.substr(eq + 1);
-    try {
-      if (k == "kind") c.kind = v;
-      else if (k == "task") c.task = v;
-      else if (k == "c3_keys") c.c3_keys = v;
-      else if (k == "script_path") c.script_path = v;
-      else if (k == "script_back_path") c.script_back_path = v;
-      else if (k == "seed") c.seed = std::stoull(v);
-      else if (ints.count(k)) *ints[k] = std::stoll(v);
-      else throw std::invalid_argument("unknown config key '" + k + "'");
-    } catch (const std::logic_error& e) {
-      if (dynamic_cast<const std::invalid_argument*>(&e) && std::string(e.what()).rfind("unknown", 0) == 0) throw;
-      throw std::invalid_argument("config value '" + v + "' of '" + k + "' is not a number");
-    }
+    // Whole-value integer parse: "12abc" is an error, not 12.
+    auto number = [&]() -> long long {
+      std::size_t used = 0;
+      long long x = 0;
+      try {
+        x = std::stoll(v, &used);
+      } catch (const std::logic_error&) {
+        used = 0;
+      }
+      if (used == 0 || used != v.size())
+        throw std::invalid_argument("config value '" + v + "' of '" + k + "' is not an integer");
+      return x;
+    };
+    if (k == "kind") c.kind = v;
+    else if (k == "task") c.task = v;
+    else if (k == "c3_keys") c.c3_keys = v;
+    else if (k == "script_path") c.script_path = v;
+    else if (k == "script_back_path") c.script_back_path = v;
+    else if (k == "seed") c.seed = static_cast<std::uint64_t>(number());
+    else if (ints.count(k)) *ints[k] = number();
+    else throw std::invalid_argument("unknown config key '" + k + "'");
   }
   return c;
 }

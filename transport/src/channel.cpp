@@ -562,7 +562,8 @@ struct Client::Impl {
         return reply;
       }
       drop();
-      if (ec.category() == transport_category() && (ec == make_error_code(Errc::tls_failure)) && attempt >= 2) break;
+      // A refused certificate will not change on retry: give up after one reconnect.
+      if (ec == make_error_code(Errc::tls_failure) && attempt >= 2) break;
     }
     throw TransportError(ec ? ec : make_error_code(Errc::retries_exhausted),
                          "request failed after retries: " + (why.empty() ? ec.message() : why));
