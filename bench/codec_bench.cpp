@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../compression/src/c3_kernel.hpp"
 #include "seam/compression/c3.hpp"
 #include "seam/compression/codec.hpp"
 
@@ -86,23 +87,34 @@ int main(int argc, char** argv) {
                 gb / (me / 1e3), gb / (md / 1e3), me, md);
   }
 
-  // C3 with R = 8 on the same activations, bound per token (D = 768).
+  // C3 with R = 8 on the same activations, bound per token (D = 768): the
+  // kernel this CPU picks, then each lesser variant and ATen's FFT side by side.
   for (auto kind : {sc::C3KeyKind::gaussian, sc::C3KeyKind::unitary}) {
     sc::C3Transform c3(8, 768, 3, kind);
-    std::vector<double> tb, tu;
+    const char* kname = kind == sc::C3KeyKind::gaussian ? "gaussian" : "unitary";
     at::Tensor zh;
-    for (int r = 0; r < reps; ++r) {
-      auto t0 = clock_type::now();
-      auto v = c3.bind(x);
-      tb.push_back(ms_since(t0));
-      t0 = clock_type::now();
-      zh = c3.unbind(v, 32);
-      tu.push_back(ms_since(t0));
-    }
+    // Median bind and unbind times of one path; leaves the last unbind in zh.
+    auto time_path = [&](bool aten, const std::string& label) {
+      std::vector<double> tb, tu;
+      for (int r = 0; r < reps; ++r) {
+        auto t0 = clock_type::now();
+        auto v = aten ? c3.bind_aten(x) : c3.bind(x);
+        tb.push_back(ms_since(t0));
+        t0 = clock_type::now();
+        zh = aten ? c3.unbind_aten(v, 32) : c3.unbind(v, 32);
+        tu.push_back(ms_since(t0));
+      }
+      std::printf("c3 R=8 %-8s bind %.2f ms + unbind %.2f ms = %.2f ms (%s)\n", kname, median(tb), median(tu),
+                  median(tb) + median(tu), label.c_str());
+    };
+    const std::string best = sc::detail::c3_kernel_isa();
+    time_path(false, std::string(c3.path()) + " kernel, the one used");
     double nmse = ((x - zh).pow(2).sum() / x.pow(2).sum()).item<double>();
-    std::printf("c3 R=8 %-8s bind %.2f ms + unbind %.2f ms = %.2f ms; ratio 8; unbind nmse %.3g\n",
-                kind == sc::C3KeyKind::gaussian ? "gaussian" : "unitary", median(tb), median(tu),
-                median(tb) + median(tu), nmse);
+    std::printf("c3 R=8 %-8s ratio 8, unbind nmse %.3g\n", kname, nmse);
+    for (const char* isa : {"avx2", "generic"})
+      if (isa != best && sc::detail::set_c3_kernel_isa(isa)) time_path(false, std::string(isa) + " kernel");
+    sc::detail::set_c3_kernel_isa(best.c_str());
+    time_path(true, "aten fft");
   }
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "c3_kernel.hpp"
 #include "seam/compression/c3.hpp"
 #include "seam/compression/errors.hpp"
 #include "seam/compression/sft.hpp"
@@ -34,6 +35,7 @@ void gradcheck(const std::function<torch::Tensor(const torch::Tensor&)>& f, torc
 TEST(C3, FftBindAndUnbindEqualDirectDefinitionsInFloat64) {
   for (auto kind : {sc::C3KeyKind::gaussian, sc::C3KeyKind::unitary}) {
     sc::C3Transform c3(4, 33, 7, kind);
+    ASSERT_STREQ(c3.path(), "aten");
     auto z = torch::randn({4, 33}, torch::kDouble);
     auto v = c3.bind(z);
     auto direct = sc::C3Transform::circular_convolve_direct(c3.keys(), z);
@@ -44,6 +46,65 @@ TEST(C3, FftBindAndUnbindEqualDirectDefinitionsInFloat64) {
       EXPECT_LT((zh[r] - ref).abs().max().item<double>(), 1e-10);
     }
   }
+}
+
+// Even D takes the SIMD kernels; check them against the direct definitions in
+// float64 for lengths that exercise every radix (2, 3, 4, generic primes).
+TEST(C3, KernelBindAndUnbindEqualDirectDefinitionsInFloat64) {
+  for (int64_t d : {2, 4, 6, 10, 14, 34, 48, 90, 768}) {
+    sc::C3Transform c3(3, d, 7);
+    ASSERT_STRNE(c3.path(), "aten");
+    auto z = torch::randn({3, d}, torch::kDouble);
+    auto v = c3.bind(z);
+    auto direct = sc::C3Transform::circular_convolve_direct(c3.keys(), z);
+    EXPECT_LT((v.reshape({d}) - direct).abs().max().item<double>(), 1e-10) << "D=" << d;
+    auto zh = c3.unbind(v, 3);
+    for (int r = 0; r < 3; ++r) {
+      auto ref = sc::C3Transform::circular_correlate_direct(c3.keys()[r], v.reshape({d}));
+      EXPECT_LT((zh[r] - ref).abs().max().item<double>(), 1e-10) << "D=" << d << " r=" << r;
+    }
+  }
+}
+
+// Kernel vs ATen's FFT on batched shapes: partial groups, a position count
+// that is not a multiple of the vector width, non-contiguous input, float32
+// and float64, one and two threads.
+TEST(C3, KernelMatchesAtenFftPathOnBatches) {
+  const int threads = torch::get_num_threads();
+  const std::string best = sc::detail::c3_kernel_isa();
+  for (const char* isa : {"generic", "avx2", "avx512"})
+  for (int nt : {1, 2}) {
+    if (!sc::detail::set_c3_kernel_isa(isa)) continue;  // this CPU lacks it
+    SCOPED_TRACE(isa);
+    torch::set_num_threads(nt);
+    for (auto dt : {torch::kFloat, torch::kDouble}) {
+      sc::C3Transform c3(4, 96, 5, sc::C3KeyKind::unitary);
+      ASSERT_STRNE(c3.path(), "aten");
+      auto z = torch::randn({11, 96, 37}, dt).transpose(1, 2);  // [11, 37, 96], non-contiguous
+      auto v = c3.bind(z), va = c3.bind_aten(z);
+      ASSERT_EQ(v.sizes(), va.sizes());
+      const double tol = dt == torch::kFloat ? 1e-5 : 1e-12;
+      EXPECT_LT(((v - va).abs().max() / va.abs().max()).item<double>(), tol);
+      auto zh = c3.unbind(v, 11), zha = c3.unbind_aten(va, 11);
+      ASSERT_EQ(zh.sizes(), z.sizes());
+      EXPECT_LT(((zh - zha).abs().max() / zha.abs().max()).item<double>(), tol);
+    }
+  }
+  torch::set_num_threads(threads);
+  ASSERT_TRUE(sc::detail::set_c3_kernel_isa(best.c_str()));
+}
+
+TEST(C3, KernelGradientIsTheAdjointAndOutlivesTheTransform) {
+  torch::Tensor z = torch::randn({5, 3, 16}, torch::kDouble).requires_grad_(true), v;
+  {
+    sc::C3Transform c3(2, 16, 9);
+    v = c3.unbind(c3.bind(z), 5);
+  }
+  v.sum().backward();  // the graph keeps the plans alive
+  sc::C3Transform again(2, 16, 9);
+  auto za = z.detach().requires_grad_(true);
+  again.unbind_aten(again.bind_aten(za), 5).sum().backward();
+  EXPECT_LT((z.grad() - za.grad()).abs().max().item<double>(), 1e-12);
 }
 
 TEST(C3, KeysAreUnitNormAndSharedBySeed) {
@@ -78,9 +139,11 @@ TEST(C3, PartialGroupIsPaddedNotDropped) {
 }
 
 TEST(C3, GradientsPassFiniteDifferenceCheck) {
-  sc::C3Transform c3(3, 10, 11);
-  gradcheck([&](const torch::Tensor& z) { return c3.bind(z); }, torch::randn({5, 2, 10}));
-  gradcheck([&](const torch::Tensor& v) { return c3.unbind(v, 5); }, torch::randn({2, 2, 10}));
+  for (int64_t d : {10, 9}) {  // kernel path (even D) and ATen path (odd D)
+    sc::C3Transform c3(3, d, 11);
+    gradcheck([&](const torch::Tensor& z) { return c3.bind(z); }, torch::randn({5, 2, d}));
+    gradcheck([&](const torch::Tensor& v) { return c3.unbind(v, 5); }, torch::randn({2, 2, d}));
+  }
 }
 
 TEST(Sft, FactorsReproduceTheLayerAtFullRankAndTruncateOptimally) {
