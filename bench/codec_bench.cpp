@@ -107,13 +107,13 @@ int main(int argc, char** argv) {
       std::printf("c3 R=8 %-8s bind %.2f ms + unbind %.2f ms = %.2f ms (%s)\n", kname, median(tb), median(tu),
                   median(tb) + median(tu), label.c_str());
     };
-    const std::string best = sc::detail::c3_kernel_isa();
+    const std::string best = sc::detail::simd_isa();
     time_path(false, std::string(c3.path()) + " kernel, the one used");
     double nmse = ((x - zh).pow(2).sum() / x.pow(2).sum()).item<double>();
     std::printf("c3 R=8 %-8s ratio 8, unbind nmse %.3g\n", kname, nmse);
     for (const char* isa : {"avx2", "generic"})
-      if (isa != best && sc::detail::set_c3_kernel_isa(isa)) time_path(false, std::string(isa) + " kernel");
-    sc::detail::set_c3_kernel_isa(best.c_str());
+      if (isa != best && sc::detail::set_simd_isa(isa)) time_path(false, std::string(isa) + " kernel");
+    sc::detail::set_simd_isa(best.c_str());
     time_path(true, "aten fft");
   }
   return 0;

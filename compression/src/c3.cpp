@@ -186,7 +186,7 @@ std::vector<std::int64_t> with_first(const at::Tensor& t, std::int64_t first) {
 
 }  // namespace
 
-const char* C3Transform::path() const { return kernels_ ? detail::c3_kernel_isa() : "aten"; }
+const char* C3Transform::path() const { return kernels_ ? detail::simd_isa() : "aten"; }
 
 at::Tensor C3Transform::bind(const at::Tensor& z) const {
   const Dims s = bind_dims(z, d_, r_);

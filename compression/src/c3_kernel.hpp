@@ -7,6 +7,8 @@
 #include <memory>
 #include <vector>
 
+#include "simd_kernels.hpp"
+
 namespace seam::compression::detail {
 
 template <class T>
@@ -40,9 +42,5 @@ template <class T>
 void c3_unbind(const C3Plan<T>& plan, const T* v, std::int64_t batch, std::int64_t m, T* out, std::int64_t g0,
                std::int64_t g1, std::int64_t m0, std::int64_t m1);
 
-const char* c3_kernel_isa();  // "avx512", "avx2" or "generic": what runs now
-// For tests and benchmarks: run a lesser variant ("generic", "avx2") or go back
-// to the best ("avx512"). False if the name is unknown or this CPU lacks it.
-bool set_c3_kernel_isa(const char* name);
 
 }  // namespace seam::compression::detail

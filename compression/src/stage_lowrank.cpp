@@ -4,11 +4,112 @@
 // for the next stage.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <vector>
+
+#include "lowrank_kernel.hpp"
 #include "stage.hpp"
 
 namespace seam::compression::detail {
 namespace {
+
+// Eigen-decomposition of a small symmetric matrix a [k x k] (row-major) by
+// cyclic Jacobi rotations in float64. Returns eigenvalues in descending order;
+// vecs [k x k] gets the matching eigenvectors as columns.
+std::vector<double> symmetric_eigen(std::vector<double> a, int k, std::vector<double>& vecs) {
+  std::vector<double> v(static_cast<std::size_t>(k) * k, 0.0);
+  for (int i = 0; i < k; ++i) v[i * k + i] = 1;
+  for (int sweep = 0; sweep < 60; ++sweep) {
+    double off = 0, diag = 0;
+    for (int p = 0; p < k; ++p) {
+      diag += a[p * k + p] * a[p * k + p];
+      for (int q = p + 1; q < k; ++q) off += a[p * k + q] * a[p * k + q];
+    }
+    if (off <= 1e-30 * diag || off == 0) break;
+    for (int p = 0; p < k; ++p)
+      for (int q = p + 1; q < k; ++q) {
+        const double apq = a[p * k + q];
+        if (apq == 0) continue;
+        const double theta = (a[q * k + q] - a[p * k + p]) / (2 * apq);
+        const double t = (theta >= 0 ? 1.0 : -1.0) / (std::abs(theta) + std::sqrt(theta * theta + 1));
+        const double c = 1 / std::sqrt(t * t + 1), s = t * c;
+        for (int r = 0; r < k; ++r) {  // columns p, q
+          const double arp = a[r * k + p], arq = a[r * k + q];
+          a[r * k + p] = c * arp - s * arq;
+          a[r * k + q] = s * arp + c * arq;
+        }
+        for (int r = 0; r < k; ++r) {  // rows p, q
+          const double apr = a[p * k + r], aqr = a[q * k + r];
+          a[p * k + r] = c * apr - s * aqr;
+          a[q * k + r] = s * apr + c * aqr;
+        }
+        for (int r = 0; r < k; ++r) {
+          const double vrp = v[r * k + p], vrq = v[r * k + q];
+          v[r * k + p] = c * vrp - s * vrq;
+          v[r * k + q] = s * vrp + c * vrq;
+        }
+      }
+  }
+  std::vector<int> order(k);
+  for (int i = 0; i < k; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](int x, int y) { return a[x * k + x] > a[y * k + y]; });
+  std::vector<double> evals(k);
+  vecs.assign(static_cast<std::size_t>(k) * k, 0.0);
+  for (int j = 0; j < k; ++j) {
+    evals[j] = a[order[j] * k + order[j]];
+    for (int r = 0; r < k; ++r) vecs[r * k + j] = v[r * k + order[j]];
+  }
+  return evals;
+}
+
+// One slice A [m x h] (row-major float) -> U [m x r], V [r x h] with
+// U V ~ A. omega [h x k] is the test matrix (or the warm basis); basis_out
+// [h x k], if given, receives the next warm start. All of a slice's passes
+// run back to back, so after the first one A is read from cache. False if
+// the sketch (hence A) holds NaN or Inf.
+bool factor_slice(const float* a, std::int64_t m, std::int64_t h, const float* omega, std::int64_t k,
+                  std::int64_t r, std::int64_t iters, float* u, float* v, float* basis_out) {
+  std::vector<float> q(m * k), z(h * k), bt(h * k), gram(k * k);
+  lowrank_a_x(a, m, h, omega, k, q.data());
+  // NaN/Inf in A reach the sketch (Omega is dense): checking it is enough.
+  for (float x : q)
+    if (!std::isfinite(x)) return false;
+  lowrank_orthonormalize(q.data(), m, k);
+  for (std::int64_t it = 0; it < iters; ++it) {
+    lowrank_at_q(a, m, h, q.data(), k, z.data());
+    lowrank_orthonormalize(z.data(), h, k);
+    lowrank_a_x(a, m, h, z.data(), k, q.data());
+    lowrank_orthonormalize(q.data(), m, k);
+  }
+  lowrank_at_q(a, m, h, q.data(), k, bt.data());  // B^T [h x k], B = Q^T A
+  // SVD of B = W S Vh through its k x k Gram matrix B B^T = W S^2 W^T
+  // (float64 Jacobi); then U = Q W S and V = S^-1 W^T B = Vh.
+  lowrank_at_q(bt.data(), h, k, bt.data(), k, gram.data());
+  std::vector<double> vecs;
+  auto evals = symmetric_eigen(std::vector<double>(gram.begin(), gram.end()), static_cast<int>(k), vecs);
+  std::vector<float> wk(k * k), w(k * r), sv(r), inv(r);
+  for (std::int64_t i = 0; i < k * k; ++i) wk[i] = static_cast<float>(vecs[i]);
+  for (std::int64_t i = 0; i < k; ++i)
+    for (std::int64_t j = 0; j < r; ++j) w[i * r + j] = wk[i * k + j];
+  for (std::int64_t j = 0; j < r; ++j) sv[j] = static_cast<float>(std::sqrt(std::max(0.0, evals[j])));
+  for (std::int64_t j = 0; j < r; ++j) inv[j] = sv[j] > sv[0] * 1e-6f ? 1.0f / sv[j] : 0.0f;
+  lowrank_a_x(q.data(), m, k, w.data(), r, u);  // Q W
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < r; ++j) u[i * r + j] *= sv[j];
+  std::vector<float> bw(h * r);
+  lowrank_a_x(bt.data(), h, k, w.data(), r, bw.data());  // B^T W = (S Vh)^T
+  for (std::int64_t j = 0; j < r; ++j)
+    for (std::int64_t c = 0; c < h; ++c) v[j * h + c] = bw[c * r + j] * inv[j];
+  if (basis_out) {  // the top-k right singular directions, orthonormalised
+    lowrank_a_x(bt.data(), h, k, wk.data(), k, basis_out);
+    lowrank_orthonormalize(basis_out, h, k);
+  }
+  return true;
+}
 
 struct LowrankState final : StageState {
   std::vector<at::Tensor> basis;  // per part: [G, H, k] right basis of the last step
@@ -50,30 +151,21 @@ class LowrankStage final : public Stage {
         // One test matrix shared by every sample: 1/G of the random draws, and one GEMM.
         omega = at::randn({1, h, k}, gen, at::TensorOptions().dtype(at::kFloat));
       }
-      at::Tensor y = omega.size(0) == 1 ? at::mm(a.reshape({-1, h}), omega[0]).reshape({a.size(0), m, k})
-                                        : at::matmul(a, omega);
-      // NaN/Inf in A reach the small sketch Y (Omega is dense), so checking Y is enough
-      // and ~20x cheaper than scanning A.
-      if (!at::isfinite(y).all().item<bool>()) throw CodecError("lowrank: input contains NaN or Inf");
-      at::Tensor q = std::get<0>(at::linalg_qr(y));
-      at::Tensor at_ = a.transpose(1, 2);
-      for (std::int64_t it = 0; it < c_.iters; ++it) {
-        at::Tensor z = std::get<0>(at::linalg_qr(at::matmul(at_, q)));
-        q = std::get<0>(at::linalg_qr(at::matmul(a, z)));
-      }
-      at::Tensor b = at::matmul(q.transpose(1, 2), a);  // [G, k, H]
-      // SVD of the small sketch through the k x k Gram matrix (eigh is far cheaper
-      // than a batched k x H SVD); b = W S Vh with Vh = S^-1 W^T b.
-      auto [evals, wk] = at::linalg_eigh(at::matmul(b, b.transpose(1, 2)));  // ascending
-      wk = wk.flip({2});
-      at::Tensor w = wk.narrow(2, 0, r);
-      at::Tensor s = evals.flip({1}).narrow(1, 0, r).clamp_min(0).sqrt();  // [G, r]
-      at::Tensor vh = at::matmul(w.transpose(1, 2), b);                      // [G, r, H] = S Vh
-      at::Tensor inv = at::where(s > s.amax(1, true) * 1e-6, s.reciprocal(), at::zeros_like(s));
-      at::Tensor u = at::matmul(q, w) * s.unsqueeze(1);
-      at::Tensor v = (vh * inv.unsqueeze(2)).contiguous();
-      // Next call's start: the top-k right singular directions, orthonormalised.
-      if (c_.warm) state.basis[i] = std::get<0>(at::linalg_qr(at::matmul(wk.transpose(1, 2), b).transpose(1, 2)));
+      omega = omega.contiguous();
+      const std::int64_t g = a.size(0);
+      const bool shared = omega.size(0) == 1;
+      at::Tensor u = at::empty({g, m, r}, a.options()), v = at::empty({g, r, h}, a.options());
+      at::Tensor next = c_.warm ? at::empty({g, h, k}, a.options()) : at::Tensor();
+      std::atomic<bool> finite{true};
+      at::parallel_for(0, g, 1, [&](std::int64_t g0, std::int64_t g1) {
+        for (std::int64_t s = g0; s < g1; ++s)
+          if (!factor_slice(a.data_ptr<float>() + s * m * h, m, h, omega.data_ptr<float>() + (shared ? 0 : s * h * k),
+                            k, r, c_.iters, u.data_ptr<float>() + s * m * r, v.data_ptr<float>() + s * r * h,
+                            c_.warm ? next.data_ptr<float>() + s * h * k : nullptr))
+            finite = false;
+      });
+      if (!finite) throw CodecError("lowrank: input contains NaN or Inf");
+      if (c_.warm) state.basis[i] = next;
       out.push_back(Part::of_tensor(u.contiguous()));
       out.push_back(Part::of_tensor(v));
     }

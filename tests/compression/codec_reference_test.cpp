@@ -6,6 +6,7 @@
 #include <numeric>
 #include <random>
 
+#include "lowrank_kernel.hpp"
 #include "quant_core.hpp"
 #include "seam/compression/codec.hpp"
 #include "seam/compression/delta.hpp"
@@ -120,6 +121,47 @@ TEST(LowrankReference, WithinTwentyPercentOfOptimalOnDecayingSpectrum) {
   double optimal = (s.narrow(0, r, m - r).to(torch::kDouble).pow(2).sum() / s.to(torch::kDouble).pow(2).sum()).item<double>();
   double got = nmse(a, roundtrip("lowrank:rank=8", a));
   EXPECT_LT(got, 1.2 * optimal) << "got " << got << " optimal " << optimal;
+}
+
+// The streaming kernels against float64 matmul, for every instruction-set
+// variant this CPU has: row counts that are not a multiple of the row block,
+// and thin sides both narrower and wider than one column block (4 vectors).
+TEST(LowrankKernels, ProductsMatchFloat64AndOrthonormalizeIsExact) {
+  const std::string best = sd::simd_isa();
+  auto g = gen(9);
+  for (const char* isa : {"generic", "avx2", "avx512"}) {
+    if (!sd::set_simd_isa(isa)) continue;
+    SCOPED_TRACE(isa);
+    for (int64_t k : {1, 12, 17, 70}) {
+      const int64_t m = 37, h = 53;
+      auto a = torch::randn({m, h}, g), x = torch::randn({h, k}, g), q = torch::randn({m, k}, g);
+      auto y = torch::empty({m, k}), z = torch::empty({h, k});
+      sd::lowrank_a_x(a.data_ptr<float>(), m, h, x.data_ptr<float>(), k, y.data_ptr<float>());
+      sd::lowrank_at_q(a.data_ptr<float>(), m, h, q.data_ptr<float>(), k, z.data_ptr<float>());
+      auto ad = a.to(torch::kDouble);
+      EXPECT_LT((y.to(torch::kDouble) - ad.matmul(x.to(torch::kDouble))).abs().max().item<double>(), 1e-4) << k;
+      EXPECT_LT((z.to(torch::kDouble) - ad.t().matmul(q.to(torch::kDouble))).abs().max().item<double>(), 1e-4) << k;
+    }
+    // Rank 3 in 6 columns: three orthonormal columns spanning the input, three zero or
+    // orthonormal-to-them noise directions; never NaN.
+    auto base = torch::randn({40, 3}, g);
+    auto y = torch::cat({base, base.matmul(torch::randn({3, 3}, g))}, 1).contiguous();
+    auto q = y.clone();
+    sd::lowrank_orthonormalize(q.data_ptr<float>(), 40, 6);
+    ASSERT_TRUE(torch::isfinite(q).all().item<bool>());
+    auto q3 = q.narrow(1, 0, 3).to(torch::kDouble);
+    EXPECT_LT((q3.t().matmul(q3) - torch::eye(3, torch::kDouble)).abs().max().item<double>(), 1e-5);
+    auto yd = y.to(torch::kDouble);
+    EXPECT_LT((q3.matmul(q3.t().matmul(yd)) - yd).abs().max().item<double>(), 1e-4);  // same span
+    auto qd = q.to(torch::kDouble);
+    auto gram = qd.t().matmul(qd);
+    for (int j = 3; j < 6; ++j) {
+      const double nj = gram[j][j].item<double>();
+      EXPECT_TRUE(nj < 1e-12 || std::abs(nj - 1) < 1e-5) << "column " << j << " norm^2 " << nj;
+      for (int i = 0; i < j; ++i) EXPECT_LT(std::abs(gram[i][j].item<double>()), 1e-4) << i << "," << j;
+    }
+  }
+  ASSERT_TRUE(sd::set_simd_isa(best.c_str()));
 }
 
 TEST(DeltaReference, EncoderAndDecoderStayBitIdenticalOver1000Steps) {

@@ -71,10 +71,10 @@ TEST(C3, KernelBindAndUnbindEqualDirectDefinitionsInFloat64) {
 // and float64, one and two threads.
 TEST(C3, KernelMatchesAtenFftPathOnBatches) {
   const int threads = torch::get_num_threads();
-  const std::string best = sc::detail::c3_kernel_isa();
+  const std::string best = sc::detail::simd_isa();
   for (const char* isa : {"generic", "avx2", "avx512"})
   for (int nt : {1, 2}) {
-    if (!sc::detail::set_c3_kernel_isa(isa)) continue;  // this CPU lacks it
+    if (!sc::detail::set_simd_isa(isa)) continue;  // this CPU lacks it
     SCOPED_TRACE(isa);
     torch::set_num_threads(nt);
     for (auto dt : {torch::kFloat, torch::kDouble}) {
@@ -91,7 +91,7 @@ TEST(C3, KernelMatchesAtenFftPathOnBatches) {
     }
   }
   torch::set_num_threads(threads);
-  ASSERT_TRUE(sc::detail::set_c3_kernel_isa(best.c_str()));
+  ASSERT_TRUE(sc::detail::set_simd_isa(best.c_str()));
 }
 
 TEST(C3, KernelGradientIsTheAdjointAndOutlivesTheTransform) {

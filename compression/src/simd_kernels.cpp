@@ -1,5 +1,7 @@
-// C3 kernel plan and the choice of instruction set at run time.
+// The SIMD kernels' instruction-set choice (made at run time), C3's FFT plan,
+// and the dispatch to the variant built for that instruction set.
 #include "c3_kernel.hpp"
+#include "lowrank_kernel.hpp"
 
 #include <atomic>
 #include <cmath>
@@ -15,9 +17,12 @@ namespace seam::compression::detail {
   template <class T>                                                                                                  \
   void unbind(const C3Plan<T>&, const T*, std::int64_t, std::int64_t, T*, std::int64_t, std::int64_t, std::int64_t,   \
               std::int64_t);                                                                                          \
+  void lowrank_a_x(const float*, std::int64_t, std::int64_t, const float*, std::int64_t, float*);                     \
+  void lowrank_at_q(const float*, std::int64_t, std::int64_t, const float*, std::int64_t, float*);                    \
+  void lowrank_orthonormalize(float*, std::int64_t, std::int64_t);                                                    \
   }
 SEAM_DECLARE_KERNELS(generic)
-#if SEAM_C3_X86
+#if SEAM_SIMD_X86
 SEAM_DECLARE_KERNELS(avx2)
 SEAM_DECLARE_KERNELS(avx512)
 #endif
@@ -27,7 +32,7 @@ namespace {
 enum class Isa { generic, avx2, avx512 };
 
 Isa detect() {
-#if SEAM_C3_X86
+#if SEAM_SIMD_X86
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
@@ -44,7 +49,18 @@ Isa isa() { return static_cast<Isa>(chosen().load(std::memory_order_relaxed)); }
 
 }  // namespace
 
-const char* c3_kernel_isa() {
+#if SEAM_SIMD_X86
+#define SEAM_DISPATCH(fn, ...)                                 \
+  switch (isa()) {                                             \
+    case Isa::avx512: return avx512::fn(__VA_ARGS__);          \
+    case Isa::avx2: return avx2::fn(__VA_ARGS__);              \
+    default: return generic::fn(__VA_ARGS__);                  \
+  }
+#else
+#define SEAM_DISPATCH(fn, ...) return generic::fn(__VA_ARGS__);
+#endif
+
+const char* simd_isa() {
   switch (isa()) {
     case Isa::avx512: return "avx512";
     case Isa::avx2: return "avx2";
@@ -53,7 +69,7 @@ const char* c3_kernel_isa() {
   return "generic";
 }
 
-bool set_c3_kernel_isa(const char* name) {
+bool set_simd_isa(const char* name) {
   const Isa best = detect();
   Isa want;
   if (!std::strcmp(name, "generic")) want = Isa::generic;
@@ -114,26 +130,22 @@ std::shared_ptr<const C3Plan<T>> make_c3_plan(std::int64_t d, int r, const doubl
 template <class T>
 void c3_bind(const C3Plan<T>& plan, const T* z, std::int64_t b, std::int64_t m, T* out, std::int64_t g0,
              std::int64_t g1, std::int64_t m0, std::int64_t m1) {
-  switch (isa()) {
-#if SEAM_C3_X86
-    case Isa::avx512: return avx512::bind(plan, z, b, m, out, g0, g1, m0, m1);
-    case Isa::avx2: return avx2::bind(plan, z, b, m, out, g0, g1, m0, m1);
-#endif
-    default: return generic::bind(plan, z, b, m, out, g0, g1, m0, m1);
-  }
+  SEAM_DISPATCH(bind, plan, z, b, m, out, g0, g1, m0, m1)
 }
 
 template <class T>
 void c3_unbind(const C3Plan<T>& plan, const T* v, std::int64_t batch, std::int64_t m, T* out, std::int64_t g0,
                std::int64_t g1, std::int64_t m0, std::int64_t m1) {
-  switch (isa()) {
-#if SEAM_C3_X86
-    case Isa::avx512: return avx512::unbind(plan, v, batch, m, out, g0, g1, m0, m1);
-    case Isa::avx2: return avx2::unbind(plan, v, batch, m, out, g0, g1, m0, m1);
-#endif
-    default: return generic::unbind(plan, v, batch, m, out, g0, g1, m0, m1);
-  }
+  SEAM_DISPATCH(unbind, plan, v, batch, m, out, g0, g1, m0, m1)
 }
+
+void lowrank_a_x(const float* a, std::int64_t m, std::int64_t h, const float* x, std::int64_t k, float* y) {
+  SEAM_DISPATCH(lowrank_a_x, a, m, h, x, k, y)
+}
+void lowrank_at_q(const float* a, std::int64_t m, std::int64_t h, const float* q, std::int64_t k, float* z) {
+  SEAM_DISPATCH(lowrank_at_q, a, m, h, q, k, z)
+}
+void lowrank_orthonormalize(float* y, std::int64_t n, std::int64_t k) { SEAM_DISPATCH(lowrank_orthonormalize, y, n, k) }
 
 #define SEAM_INSTANTIATE(T)                                                                                          \
   template std::shared_ptr<const C3Plan<T>> make_c3_plan<T>(std::int64_t, int, const double*, const double*);       \

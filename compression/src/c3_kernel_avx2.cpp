@@ -1,4 +1,0 @@
-// C3 kernels built for the avx2 instruction set (see c3_kernel_impl.hpp).
-#define SEAM_KNS avx2
-#define SEAM_VEC_BYTES 32
-#include "c3_kernel_impl.hpp"
