@@ -14,6 +14,7 @@
 #include "../compression/src/c3_kernel.hpp"
 #include "seam/compression/c3.hpp"
 #include "seam/compression/codec.hpp"
+#include "seam/compression/platform.hpp"
 
 namespace sc = seam::compression;
 using clock_type = std::chrono::steady_clock;
@@ -38,6 +39,9 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 32; ++i) ids[i] = i;
 
   std::printf("seam codec benchmark: [32,128,768] fp32 gelu activations, 1 thread, median of %d\n", reps);
+  const char* core = std::getenv("OPENBLAS_CORETYPE");
+  std::printf("SIMD kernels: %s; OPENBLAS_CORETYPE=%s\n", sc::detail::simd_isa(), core ? core : "(unset)");
+  if (auto note = sc::blas_kernel_advice(); !note.empty()) std::printf("%s\n", note.c_str());
   std::printf("%-44s %9s %11s %10s %10s %9s %9s\n", "spec", "ratio", "nmse", "enc GB/s", "dec GB/s", "enc ms",
               "dec ms");
   const char* specs[] = {"none",

@@ -7,6 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 bash scripts/setup.sh
+. scripts/blas-env.sh
 
 build=${SEAM_BUILD_DIR:-build}
 jobs=${SEAM_JOBS:-$(nproc)}

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "seam/compression/codec.hpp"
+#include "seam/compression/platform.hpp"
 #include "seam/compression/errors.hpp"
 #include "seam/compression/tensor_io.hpp"
 
@@ -87,6 +88,7 @@ int eval(const po::variables_map& vm) {
   const int threads = vm["threads"].as<int>();
   if (threads < 0) throw sc::CodecError("--threads must be >= 0 (0 = all cores)");
   at::set_num_threads(threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+  if (auto note = sc::blas_kernel_advice(); !note.empty()) std::fprintf(stderr, "seam-codec: %s\n", note.c_str());
   const auto seed = vm["seed"].as<std::uint64_t>();
 
   at::Tensor x = vm.count("input") ? sc::load_tensor_file(vm["input"].as<std::string>())

@@ -9,6 +9,7 @@
 
 #include "seam/training/checkpoint.hpp"
 #include "seam/training/job.hpp"
+#include "seam/compression/platform.hpp"
 #include "seam/training/threads.hpp"
 
 namespace po = boost::program_options;
@@ -102,6 +103,7 @@ int main(int argc, char** argv) {
     const auto cmd = vm["command"].as<std::string>();
     if (cmd != "pretrain" && cmd != "finetune") throw std::invalid_argument("unknown command '" + cmd + "' (pretrain or finetune)");
     std::printf("seam-train: %d threads\n", t::configure_threads(threads));
+    if (auto note = seam::compression::blas_kernel_advice(); !note.empty()) std::printf("seam-train: %s\n", note.c_str());
     ro.data_seed = mc.seed;
     hs.seed = mc.seed;
     oc.total_steps = ro.steps;
