@@ -4,6 +4,7 @@
 #include "seam/transport/channel.hpp"
 
 #include "frame_io.hpp"
+#include "tls_stream.hpp"
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -25,7 +26,7 @@ using detail::header_errc;
 namespace {
 
 using tcp = asio::ip::tcp;
-using SslStream = asio::ssl::stream<tcp::socket>;
+using detail::TlsStream;
 
 TransportError terr(Errc e, const std::string& what) { return TransportError(make_error_code(e), what); }
 
@@ -79,18 +80,18 @@ std::string peer_subject(SSL* ssl) {
 
 // Either a TLS stream or a plain socket.
 struct Stream {
-  std::unique_ptr<SslStream> tls;
+  std::unique_ptr<TlsStream> tls;
   std::unique_ptr<tcp::socket> plain;
 
   tcp::socket& socket() { return tls ? tls->next_layer() : *plain; }
   template <class Buffers, class Handler>
   void async_read(const Buffers& b, Handler&& h) {
-    if (tls) asio::async_read(*tls, b, std::forward<Handler>(h));
+    if (tls) tls->async_read({asio::buffer_sequence_begin(b), asio::buffer_sequence_end(b)}, std::forward<Handler>(h));
     else asio::async_read(*plain, b, std::forward<Handler>(h));
   }
   template <class Buffers, class Handler>
   void async_write(const Buffers& b, Handler&& h) {
-    if (tls) asio::async_write(*tls, b, std::forward<Handler>(h));
+    if (tls) tls->async_write({asio::buffer_sequence_begin(b), asio::buffer_sequence_end(b)}, std::forward<Handler>(h));
     else asio::async_write(*plain, b, std::forward<Handler>(h));
   }
   void close() {
@@ -166,7 +167,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
 struct Session : std::enable_shared_from_this<Session> {
   Session(std::shared_ptr<Server::Impl> s, tcp::socket sock) : srv(std::move(s)), timer(srv->io) {
-    if (srv->ssl) stream.tls = std::make_unique<SslStream>(std::move(sock), *srv->ssl);
+    if (srv->ssl) stream.tls = std::make_unique<TlsStream>(std::move(sock), *srv->ssl);
     else stream.plain = std::make_unique<tcp::socket>(std::move(sock));
     std::error_code ec;
     // Replies are often small (a loss and a gradient header): never wait for Nagle.
@@ -208,7 +209,7 @@ struct Session : std::enable_shared_from_this<Session> {
       return ready(over_capacity);
     }
     arm(srv->opts.handshake_timeout);
-    stream.tls->async_handshake(asio::ssl::stream_base::server, [self = shared_from_this(), over_capacity](std::error_code ec) {
+    stream.tls->async_handshake(true, [self = shared_from_this(), over_capacity](std::error_code ec) {
       if (ec) return self->fail(make_error_code(Errc::tls_failure));
       self->peer.identity = peer_subject(self->stream.tls->native_handle());
       self->ready(over_capacity);
@@ -450,7 +451,7 @@ struct Client::Impl {
           return make_error_code(Errc::insecure_refused);
         }
     }
-    if (ssl) stream.tls = std::make_unique<SslStream>(io, *ssl);
+    if (ssl) stream.tls = std::make_unique<TlsStream>(io, *ssl);
     else stream.plain = std::make_unique<tcp::socket>(io);
     ec = run_for(opts.connect_timeout, [&](auto& res) {
       asio::async_connect(stream.socket(), results, [&](std::error_code e, const tcp::endpoint&) { res = e; });
@@ -471,7 +472,7 @@ struct Client::Impl {
       if (!ipec) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s), ip.to_string().c_str());
       else SSL_set1_host(s, name.c_str());
       ec = run_for(opts.connect_timeout, [&](auto& res) {
-        stream.tls->async_handshake(asio::ssl::stream_base::client, [&](std::error_code e) { res = e; });
+        stream.tls->async_handshake(false, [&](std::error_code e) { res = e; });
       });
       if (ec) {
         long v = SSL_get_verify_result(s);
