@@ -1,7 +1,8 @@
 // lowrank: activation low-rank factorisation by a randomised range finder with
-// power iterations (Halko, Martinsson & Tropp 2011), re-orthonormalised by QR at
-// every step for stability. Emits the factors U [G,M,r] and V [G,r,H] as tensors
-// for the next stage.
+// power iterations (Halko, Martinsson & Tropp 2011), re-orthonormalised at every
+// step for stability (Gram-Schmidt with re-orthogonalisation, the kernels in
+// lowrank_kernel_impl.hpp). Emits the factors U [G,M,r] and V [G,r,H] as
+// tensors for the next stage.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -231,7 +232,7 @@ StageInfo lowrank_stage_info() {
           1,
           PartKind::tensors,
           PartKind::tensors,
-          "rank-r factors U*V by randomised range finder + power iterations (QR each step)",
+          "rank-r factors U*V by randomised range finder + power iterations (re-orthonormalised each step)",
           {{"rank", "8", {}, 1, 4096, "target rank r"},
            {"iters", "1", {}, 0, 16, "power iterations (each costs two passes over the tensor)"},
            {"oversample", "4", {}, 0, 64, "extra random directions, truncated away after the SVD"},
