@@ -24,6 +24,21 @@ struct MaskOf<double> {
   typedef std::int64_t type __attribute__((vector_size(SEAM_VEC_BYTES)));
 };
 
+// Two-vector shuffle: lane i of the result is lane m[i] of the concatenation
+// a:b. GCC has it built in; clang gets the same by lanes (its optimiser
+// turns constant masks back into shuffles).
+template <class V, class M>
+inline V shuffle2(V a, V b, M m) {
+#if defined(__clang__)
+  constexpr int n = sizeof(V) / sizeof(a[0]);
+  V r;
+  for (int i = 0; i < n; ++i) r[i] = m[i] < n ? a[m[i]] : b[m[i] - n];
+  return r;
+#else
+  return __builtin_shuffle(a, b, m);
+#endif
+}
+
 // W x W tiles moved between row-major memory (rows of interleaved complex
 // values) and the lane-per-row layout, with shuffles instead of scalar moves.
 template <class T>
@@ -49,8 +64,8 @@ struct Tile {
     for (int i = 0; i < W; ++i)
       if (!(i & S)) {
         V a = r[i], b = r[i + S];
-        r[i] = __builtin_shuffle(a, b, ma);
-        r[i + S] = __builtin_shuffle(a, b, mb);
+        r[i] = shuffle2(a, b, ma);
+        r[i + S] = shuffle2(a, b, mb);
       }
   }
   template <int S = W / 2>
@@ -71,8 +86,8 @@ struct Tile {
       V lo, hi;
       std::memcpy(&lo, rows[l] + 2 * k0, sizeof(V));
       std::memcpy(&hi, rows[l] + 2 * k0 + W, sizeof(V));
-      re[l] = __builtin_shuffle(lo, hi, even);
-      im[l] = __builtin_shuffle(lo, hi, odd);
+      re[l] = shuffle2(lo, hi, even);
+      im[l] = shuffle2(lo, hi, odd);
     }
     transpose(re);
     transpose(im);
@@ -86,7 +101,7 @@ struct Tile {
     transpose(im);
     for (int l = 0; l < W; ++l) {
       if (!rows[l]) continue;
-      V lo = __builtin_shuffle(re[l], im[l], lo_m), hi = __builtin_shuffle(re[l], im[l], hi_m);
+      V lo = shuffle2(re[l], im[l], lo_m), hi = shuffle2(re[l], im[l], hi_m);
       std::memcpy(rows[l] + 2 * k0, &lo, sizeof(V));
       std::memcpy(rows[l] + 2 * k0 + W, &hi, sizeof(V));
     }

@@ -17,7 +17,7 @@ constexpr int kMaxVecs = 4;  // k <= 4 W
 
 inline V splat(float x) {
   const V v = {x};
-  return __builtin_shuffle(v, MaskOf<float>::type{});  // lane 0 everywhere: one broadcast
+  return shuffle2(v, v, MaskOf<float>::type{});  // lane 0 everywhere: one broadcast
 }
 
 // Columns [0, k) of a thin matrix with row stride ld -> [rows][KV] vectors,
