@@ -111,13 +111,14 @@ int main(int argc, char** argv) {
       std::printf("c3 R=8 %-8s bind %.2f ms + unbind %.2f ms = %.2f ms (%s)\n", kname, median(tb), median(tu),
                   median(tb) + median(tu), label.c_str());
     };
-    const std::string best = sc::detail::simd_isa();
-    time_path(false, std::string(c3.path()) + " kernel, the one used");
+    const std::string best = c3.path();
+    time_path(false, best + " kernel, the one used");
     double nmse = ((x - zh).pow(2).sum() / x.pow(2).sum()).item<double>();
     std::printf("c3 R=8 %-8s ratio 8, unbind nmse %.3g\n", kname, nmse);
-    for (const char* isa : {"avx2", "generic"})
-      if (isa != best && sc::detail::set_simd_isa(isa)) time_path(false, std::string(isa) + " kernel");
-    sc::detail::set_simd_isa(best.c_str());
+    for (const char* isa : {"avx2", "generic"}) {
+      sc::detail::ScopedSimdIsa variant(isa);
+      if (isa != best && variant.ok()) time_path(false, std::string(isa) + " kernel");
+    }
     time_path(true, "aten fft");
   }
   return 0;

@@ -80,29 +80,20 @@ double aes_gcm_ms_per_mib() {
 
 std::string pki;
 
-TlsOptions server_tls(bool tls) {
+// who: "server" or "client" (the file names gen-certs.sh writes).
+TlsOptions tls_options(bool tls, const std::string& who) {
   TlsOptions t;
   if (!tls) {
     t.insecure_plaintext = true;
     return t;
   }
-  t.cert_file = pki + "/server.pem";
-  t.key_file = pki + "/server.key";
+  t.cert_file = pki + "/" + who + ".pem";
+  t.key_file = pki + "/" + who + ".key";
   t.ca_file = pki + "/ca.pem";
   return t;
 }
-
-TlsOptions client_tls(bool tls) {
-  TlsOptions t;
-  if (!tls) {
-    t.insecure_plaintext = true;
-    return t;
-  }
-  t.ca_file = pki + "/ca.pem";
-  t.cert_file = pki + "/client.pem";
-  t.key_file = pki + "/client.key";
-  return t;
-}
+TlsOptions server_tls(bool tls) { return tls_options(tls, "server"); }
+TlsOptions client_tls(bool tls) { return tls_options(tls, "client"); }
 
 int serve(std::uint16_t port) {
   ServerOptions so;

@@ -24,8 +24,9 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-bool kernel_ok(const at::Tensor& t, std::int64_t d) {
-  return d % 2 == 0 && t.device().is_cpu() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
+// (Even D is implied: only then does the transform have kernels.)
+bool kernel_ok(const at::Tensor& t) {
+  return t.device().is_cpu() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
 }
 
 // Work items are (group, block of 64 positions); parallel over them.
@@ -92,7 +93,6 @@ const C3Transform::Kernels& held(AutogradContext* ctx) {
 struct BindFn : torch::autograd::Function<BindFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& z3, const KernelsPtr& k, int r) {
     ctx->saved_data["b"] = z3.size(0);
-    ctx->saved_data["r"] = r;
     ctx->saved_data["k"] = hold(k);
     return kernel_bind(*k, z3, r);
   }
@@ -145,9 +145,7 @@ C3Transform::C3Transform(int r, std::int64_t d, std::uint64_t seed, C3KeyKind ki
   }
 }
 
-C3Transform::~C3Transform() = default;
-C3Transform::C3Transform(const C3Transform&) = default;
-C3Transform& C3Transform::operator=(const C3Transform&) = default;
+
 
 at::Tensor C3Transform::spectrum(c10::ScalarType t) const {
   if (t == at::kDouble) return spec64_;
@@ -190,13 +188,13 @@ const char* C3Transform::path() const { return kernels_ ? detail::simd_isa() : "
 
 at::Tensor C3Transform::bind(const at::Tensor& z) const {
   const Dims s = bind_dims(z, d_, r_);
-  if (!kernels_ || !kernel_ok(z, d_)) return bind_aten(z);
+  if (!kernels_ || !kernel_ok(z)) return bind_aten(z);
   return BindFn::apply(z.reshape({s.b, s.m, d_}), kernels_, r_).reshape(with_first(z, s.g));
 }
 
 at::Tensor C3Transform::unbind(const at::Tensor& v, std::int64_t batch) const {
   const Dims s = unbind_dims(v, batch, d_, r_);
-  if (!kernels_ || !kernel_ok(v, d_)) return unbind_aten(v, batch);
+  if (!kernels_ || !kernel_ok(v)) return unbind_aten(v, batch);
   return UnbindFn::apply(v.reshape({s.g, s.m, d_}), kernels_, r_, batch).reshape(with_first(v, batch));
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "lowrank_kernel.hpp"
@@ -144,35 +145,32 @@ void lowrank_orthonormalize(float* y, std::int64_t n, std::int64_t k) {
   }
 }
 
-// Wide thin sides go in blocks of up to kMaxVecs vectors' worth of columns.
+// Wide thin sides go in blocks of up to kMaxVecs vectors' worth of columns;
+// fn(j0, kb, kv) gets the block's first column, width, and vector count as a
+// compile-time constant.
 template <class Fn>
 void column_blocks(std::int64_t k, Fn fn) {
   using namespace lowrank;
   for (std::int64_t j0 = 0; j0 < k; j0 += kMaxVecs * W) {
     const std::int64_t kb = std::min<std::int64_t>(kMaxVecs * W, k - j0);
-    fn(j0, kb, (kb + W - 1) / W);
+    switch ((kb + W - 1) / W) {
+      case 1: fn(j0, kb, std::integral_constant<int, 1>{}); break;
+      case 2: fn(j0, kb, std::integral_constant<int, 2>{}); break;
+      case 3: fn(j0, kb, std::integral_constant<int, 3>{}); break;
+      default: fn(j0, kb, std::integral_constant<int, 4>{}); break;
+    }
   }
 }
 
 void lowrank_a_x(const float* a, std::int64_t m, std::int64_t h, const float* x, std::int64_t k, float* y) {
-  column_blocks(k, [&](std::int64_t j0, std::int64_t kb, std::int64_t kv) {
-    switch (kv) {
-      case 1: return lowrank::a_x<1>(a, m, h, x + j0, kb, y + j0, k);
-      case 2: return lowrank::a_x<2>(a, m, h, x + j0, kb, y + j0, k);
-      case 3: return lowrank::a_x<3>(a, m, h, x + j0, kb, y + j0, k);
-      default: return lowrank::a_x<4>(a, m, h, x + j0, kb, y + j0, k);
-    }
+  column_blocks(k, [&](std::int64_t j0, std::int64_t kb, auto kv) {
+    lowrank::a_x<decltype(kv)::value>(a, m, h, x + j0, kb, y + j0, k);
   });
 }
 
 void lowrank_at_q(const float* a, std::int64_t m, std::int64_t h, const float* q, std::int64_t k, float* z) {
-  column_blocks(k, [&](std::int64_t j0, std::int64_t kb, std::int64_t kv) {
-    switch (kv) {
-      case 1: return lowrank::at_q<1>(a, m, h, q + j0, kb, z + j0, k);
-      case 2: return lowrank::at_q<2>(a, m, h, q + j0, kb, z + j0, k);
-      case 3: return lowrank::at_q<3>(a, m, h, q + j0, kb, z + j0, k);
-      default: return lowrank::at_q<4>(a, m, h, q + j0, kb, z + j0, k);
-    }
+  column_blocks(k, [&](std::int64_t j0, std::int64_t kb, auto kv) {
+    lowrank::at_q<decltype(kv)::value>(a, m, h, q + j0, kb, z + j0, k);
   });
 }
 

@@ -70,11 +70,14 @@ TEST(C3, KernelBindAndUnbindEqualDirectDefinitionsInFloat64) {
 // that is not a multiple of the vector width, non-contiguous input, float32
 // and float64, one and two threads.
 TEST(C3, KernelMatchesAtenFftPathOnBatches) {
-  const int threads = torch::get_num_threads();
-  const std::string best = sc::detail::simd_isa();
+  struct RestoreThreads {
+    int n = torch::get_num_threads();
+    ~RestoreThreads() { torch::set_num_threads(n); }
+  } restore_threads;
   for (const char* isa : {"generic", "avx2", "avx512"})
   for (int nt : {1, 2}) {
-    if (!sc::detail::set_simd_isa(isa)) continue;  // this CPU lacks it
+    sc::detail::ScopedSimdIsa variant(isa);
+    if (!variant.ok()) continue;  // this CPU lacks it
     SCOPED_TRACE(isa);
     torch::set_num_threads(nt);
     for (auto dt : {torch::kFloat, torch::kDouble}) {
@@ -90,8 +93,6 @@ TEST(C3, KernelMatchesAtenFftPathOnBatches) {
       EXPECT_LT(((zh - zha).abs().max() / zha.abs().max()).item<double>(), tol);
     }
   }
-  torch::set_num_threads(threads);
-  ASSERT_TRUE(sc::detail::set_simd_isa(best.c_str()));
 }
 
 TEST(C3, KernelGradientIsTheAdjointAndOutlivesTheTransform) {

@@ -15,15 +15,27 @@ constexpr std::size_t kRing = 128 * 1024;       // each direction of the BIO pai
 constexpr std::size_t kWriteBatch = 64 * 1024;  // plaintext encrypted per socket write
 }  // namespace
 
-struct TlsStream::ReadOp {
-  std::vector<asio::mutable_buffer> buffers;
-  std::size_t index = 0, offset = 0, total = 0;
-  Handler done;
-};
+template <class Buffer>
+struct TlsStream::Op {
+  Op(std::vector<Buffer> b, Handler h) : buffers(std::move(b)), done(std::move(h)) {
+    for (const auto& x : buffers) size += x.size();
+  }
+  // The part of the current buffer not yet done (skipping finished ones).
+  Buffer rest() {
+    while (offset == buffers[index].size()) {
+      ++index;
+      offset = 0;
+    }
+    return buffers[index] + offset;
+  }
+  void advance(std::size_t n) {
+    offset += n;
+    total += n;
+  }
+  bool finished() const { return total == size; }
 
-struct TlsStream::WriteOp {
-  std::vector<asio::const_buffer> buffers;
-  std::size_t index = 0, offset = 0, total = 0;
+  std::vector<Buffer> buffers;
+  std::size_t index = 0, offset = 0, total = 0, size = 0;
   Handler done;
 };
 
@@ -119,26 +131,16 @@ void TlsStream::handshake_step(std::function<void(std::error_code)> done) {
 }
 
 void TlsStream::async_read(std::vector<asio::mutable_buffer> buffers, Handler done) {
-  auto op = std::make_shared<ReadOp>();
-  op->buffers = std::move(buffers);
-  op->done = std::move(done);
-  read_step(std::move(op));
+  read_step(std::make_shared<ReadOp>(std::move(buffers), std::move(done)));
 }
 
 void TlsStream::read_step(std::shared_ptr<ReadOp> op) {
-  while (op->index < op->buffers.size()) {
-    auto& b = op->buffers[op->index];
-    if (op->offset == b.size()) {
-      ++op->index;
-      op->offset = 0;
-      continue;
-    }
-    const std::size_t want = std::min<std::size_t>(b.size() - op->offset, INT_MAX);
+  while (!op->finished()) {
+    const asio::mutable_buffer b = op->rest();
     ERR_clear_error();
-    const int n = SSL_read(ssl_, static_cast<char*>(b.data()) + op->offset, static_cast<int>(want));
+    const int n = SSL_read(ssl_, b.data(), static_cast<int>(std::min<std::size_t>(b.size(), INT_MAX)));
     if (n > 0) {
-      op->offset += static_cast<std::size_t>(n);
-      op->total += static_cast<std::size_t>(n);
+      op->advance(static_cast<std::size_t>(n));
       continue;
     }
     if (SSL_get_error(ssl_, n) != SSL_ERROR_WANT_READ) return complete(std::move(op->done), ssl_error(n), op->total);
@@ -155,40 +157,28 @@ void TlsStream::read_step(std::shared_ptr<ReadOp> op) {
 }
 
 void TlsStream::async_write(std::vector<asio::const_buffer> buffers, Handler done) {
-  auto op = std::make_shared<WriteOp>();
-  op->buffers = std::move(buffers);
-  op->done = std::move(done);
-  write_step(std::move(op));
+  write_step(std::make_shared<WriteOp>(std::move(buffers), std::move(done)));
 }
 
 // Encrypts up to kWriteBatch bytes (or until the ring is full), sends them, and
 // goes on: the peer decrypts one batch while this side encrypts the next.
 void TlsStream::write_step(std::shared_ptr<WriteOp> op) {
   std::size_t budget = kWriteBatch;
-  while (budget > 0 && op->index < op->buffers.size()) {
-    const auto& b = op->buffers[op->index];
-    if (op->offset == b.size()) {
-      ++op->index;
-      op->offset = 0;
-      continue;
-    }
-    const std::size_t len = std::min({b.size() - op->offset, budget, std::size_t{INT_MAX}});
+  while (budget > 0 && !op->finished()) {
+    const asio::const_buffer b = op->rest();
+    const std::size_t len = std::min({b.size(), budget, std::size_t{INT_MAX}});
     ERR_clear_error();
-    const int n = SSL_write(ssl_, static_cast<const char*>(b.data()) + op->offset, static_cast<int>(len));
+    const int n = SSL_write(ssl_, b.data(), static_cast<int>(len));
     if (n <= 0) {
       if (SSL_get_error(ssl_, n) == SSL_ERROR_WANT_WRITE) break;  // ring full: send, then go on
       return complete(std::move(op->done), ssl_error(n), op->total);
     }
-    op->offset += static_cast<std::size_t>(n);
-    op->total += static_cast<std::size_t>(n);
+    op->advance(static_cast<std::size_t>(n));
     budget -= static_cast<std::size_t>(n);
   }
   flush([this, op](std::error_code ec) {
     if (ec) return complete(std::move(op->done), ec, op->total);
-    bool more = false;
-    for (std::size_t i = op->index; i < op->buffers.size() && !more; ++i)
-      more = op->buffers[i].size() > (i == op->index ? op->offset : 0);
-    if (more) return write_step(op);
+    if (!op->finished()) return write_step(op);
     complete(std::move(op->done), {}, op->total);
   });
 }

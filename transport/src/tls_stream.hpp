@@ -39,8 +39,10 @@ class TlsStream {
   void async_write(std::vector<asio::const_buffer> buffers, Handler done);
 
  private:
-  struct ReadOp;
-  struct WriteOp;
+  template <class Buffer>
+  struct Op;  // one read or write: its buffers and how far it has got
+  using ReadOp = Op<asio::mutable_buffer>;
+  using WriteOp = Op<asio::const_buffer>;
   void handshake_step(std::function<void(std::error_code)> done);
   void read_step(std::shared_ptr<ReadOp> op);
   void write_step(std::shared_ptr<WriteOp> op);

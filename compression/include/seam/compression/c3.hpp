@@ -20,9 +20,6 @@ class C3Transform {
  public:
   // R keys of length D, drawn from `seed` (shared by both sides of a session).
   C3Transform(int r, std::int64_t d, std::uint64_t seed, C3KeyKind kind = C3KeyKind::gaussian);
-  ~C3Transform();
-  C3Transform(const C3Transform&);
-  C3Transform& operator=(const C3Transform&);
 
   // z: [B, ..., D]. Binds along the last dimension (the same key for every
   // position in between, e.g. every token); to bind a whole flattened sample,
