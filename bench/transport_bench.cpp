@@ -38,7 +38,7 @@ Message reply_small(const PeerInfo&, Message&& m) {
 
 Message payload(std::uint64_t step, std::size_t bytes) {
   Message m;
-  m.body = Forward{step, {}, {}};
+  m.body = Forward{step, {}};
   Section s;
   s.info.name = "x";
   s.info.shape = {static_cast<std::int64_t>(bytes)};

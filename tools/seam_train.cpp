@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "seam/session/run.hpp"
 #include "seam/training/checkpoint.hpp"
 #include "seam/training/job.hpp"
 #include "seam/compression/platform.hpp"
@@ -124,7 +125,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (mc.kind == "gpt") throw std::invalid_argument("finetune classifies: use --model vit, cnn or bert");
-    auto r = t::run_split_training(mc, hs, *tk, ro, pretrained,
+    auto r = seam::session::run_split_training(mc, hs, *tk, ro, pretrained,
                                    [&](const t::StepMetrics& m, double a) { progress_line(m, a, ro.log_every, true); });
     std::printf("finetune done: %lld steps in %.1f s, last loss %.4f, test accuracy %.4f, bytes up %.1f MiB, down %.1f MiB\n",
                 static_cast<long long>(r.steps), r.seconds, r.last_loss, r.test_accuracy, r.link.bytes_up / 1048576.0,

@@ -295,6 +295,53 @@ std::size_t CodecContext::state_disk_bytes() const {
   return n;
 }
 
+void StageState::save(std::vector<std::uint8_t>&) const {}
+
+namespace {
+constexpr std::uint32_t kStateMagic = 0x31545353;  // "SST1"
+}
+
+// Layout: magic, count, then per state: key (str16), byte length (u64), bytes.
+// Keys are "index:stage"; the stage name picks the loader.
+std::vector<std::uint8_t> CodecContext::save_state() const {
+  std::vector<std::uint8_t> out;
+  detail::ByteWriter w(out);
+  w.put<std::uint32_t>(kStateMagic);
+  w.put<std::uint32_t>(static_cast<std::uint32_t>(states_.size()));
+  for (const auto& [key, st] : states_) {
+    std::vector<std::uint8_t> body;
+    st->save(body);
+    w.put_str16(key);
+    w.put<std::uint64_t>(body.size());
+    w.put_bytes(body.data(), body.size());
+  }
+  return out;
+}
+
+void CodecContext::load_state(const std::uint8_t* data, std::size_t size) {
+  detail::ByteReader r(data, size, "codec state");
+  if (r.get<std::uint32_t>() != kStateMagic) r.fail("not a codec state (bad magic)");
+  const auto n = r.get<std::uint32_t>();
+  if (n > 256) r.fail(std::to_string(n) + " stage states (max 256)");
+  std::map<std::string, std::unique_ptr<StageState>> loaded;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    const std::string key = r.get_str16();
+    const auto len = r.get<std::uint64_t>();
+    if (len > r.remaining()) r.fail("state '" + key + "' claims " + std::to_string(len) + " bytes");
+    const std::uint8_t* body = r.take(static_cast<std::size_t>(len));
+    detail::ByteReader br(body, static_cast<std::size_t>(len), "codec state");
+    const std::string name = key.substr(key.find(':') == std::string::npos ? key.size() : key.find(':') + 1);
+    std::unique_ptr<StageState> st;
+    if (name == "delta") st = detail::load_delta_state(br, delta_store);
+    else if (name == "lowrank") st = detail::load_lowrank_state(br);
+    else r.fail("unknown stage state '" + key + "'");
+    br.expect_end();
+    loaded[key] = std::move(st);
+  }
+  r.expect_end();
+  states_ = std::move(loaded);
+}
+
 std::unique_ptr<Codec> make_codec(const std::string& spec) {
   return std::make_unique<detail::Chain>(detail::parse_spec(spec));
 }

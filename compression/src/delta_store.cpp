@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -22,6 +23,14 @@ DeltaStore::~DeltaStore() {
 std::uint16_t* DeltaStore::find(std::int64_t id) const {
   auto it = index_.find(id);
   return it == index_.end() ? nullptr : it->second;
+}
+
+std::vector<std::int64_t> DeltaStore::ids() const {
+  std::vector<std::int64_t> v;
+  v.reserve(index_.size());
+  for (const auto& kv : index_) v.push_back(kv.first);
+  std::sort(v.begin(), v.end());
+  return v;
 }
 
 std::uint16_t* DeltaStore::insert(std::int64_t id, std::int64_t elems) {

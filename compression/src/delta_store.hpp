@@ -23,6 +23,8 @@ class DeltaStore {
   std::size_t size() const { return index_.size(); }
   std::size_t ram_bytes() const { return ram_slots_.size() * slot_bytes(); }
   std::size_t disk_bytes() const { return disk_mapped_; }
+  // Ids in ascending order (a fixed order for saving).
+  std::vector<std::int64_t> ids() const;
 
  private:
   std::size_t slot_bytes() const { return static_cast<std::size_t>(slot_elems_) * 2; }

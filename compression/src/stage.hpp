@@ -87,4 +87,8 @@ void require_part_count(const std::vector<Part>& in, std::size_t n, const char* 
 // Deterministic 64-bit seed for (session seed, step, stage index, salt).
 std::uint64_t mix_seed(std::uint64_t seed, std::int64_t step, int index, std::uint64_t salt);
 
+// Rebuild a stage's saved state (CodecContext::load_state); throw DecodeError.
+std::unique_ptr<StageState> load_delta_state(ByteReader& r, const DeltaStoreOptions& o);
+std::unique_ptr<StageState> load_lowrank_state(ByteReader& r);
+
 }  // namespace seam::compression::detail

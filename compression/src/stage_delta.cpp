@@ -20,6 +20,18 @@ struct DeltaState final : StageState {
   DeltaStore store;
   std::size_t ram_bytes() const override { return store.ram_bytes(); }
   std::size_t disk_bytes() const override { return store.disk_bytes(); }
+  // slot elements, count, then (id, fp16 slot) in ascending id order.
+  void save(std::vector<std::uint8_t>& out) const override {
+    ByteWriter w(out);
+    const auto ids = store.ids();
+    w.put<std::int64_t>(store.slot_elems());
+    w.put<std::uint64_t>(ids.size());
+    const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(0, store.slot_elems())) * 2;
+    for (auto id : ids) {
+      w.put<std::int64_t>(id);
+      w.put_bytes(store.find(id), bytes);
+    }
+  }
 };
 
 DeltaState& state_of(StageCall& call) {
@@ -162,6 +174,21 @@ QuantConfig delta_defaults() {
 }
 
 }  // namespace
+
+std::unique_ptr<StageState> load_delta_state(ByteReader& r, const DeltaStoreOptions& o) {
+  auto st = std::make_unique<DeltaState>(o);
+  const auto elems = r.get<std::int64_t>();
+  const auto n = r.get<std::uint64_t>();
+  if (elems < -1 || elems > kMaxElements) r.fail("delta slot size " + std::to_string(elems) + " out of range");
+  const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(0, elems)) * 2;
+  if (n > 0 && (elems <= 0 || n > r.remaining() / (8 + bytes))) r.fail("delta state truncated");
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const auto id = r.get<std::int64_t>();
+    if (st->store.find(id)) r.fail("delta sample " + std::to_string(id) + " saved twice");
+    std::memcpy(st->store.insert(id, elems), r.take(bytes), bytes);
+  }
+  return st;
+}
 
 StageInfo delta_stage_info() {
   return {"delta", 1, PartKind::tensors, PartKind::bytes,

@@ -119,6 +119,18 @@ struct LowrankState final : StageState {
     for (const auto& b : basis) n += b.defined() ? b.nbytes() : 0;
     return n;
   }
+  // part count, then per part: defined flag, shape, float32 values.
+  void save(std::vector<std::uint8_t>& out) const override {
+    ByteWriter w(out);
+    w.put<std::uint32_t>(static_cast<std::uint32_t>(basis.size()));
+    for (const auto& b : basis) {
+      w.put<std::uint8_t>(b.defined() ? 1 : 0);
+      if (!b.defined()) continue;
+      at::Tensor c = b.to(at::kFloat).contiguous();
+      w.put_shape(shape_of(c));
+      w.put_bytes(c.data_ptr(), c.nbytes());
+    }
+  }
 };
 
 struct LowrankConfig {
@@ -226,6 +238,23 @@ class LowrankStage final : public Stage {
 };
 
 }  // namespace
+
+std::unique_ptr<StageState> load_lowrank_state(ByteReader& r) {
+  auto st = std::make_unique<LowrankState>();
+  const auto n = r.get<std::uint32_t>();
+  if (n > 256) r.fail("lowrank state has " + std::to_string(n) + " parts");
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (!r.get<std::uint8_t>()) {
+      st->basis.emplace_back();
+      continue;
+    }
+    auto shape = r.get_shape();
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
+    std::memcpy(t.data_ptr(), r.take(t.nbytes()), t.nbytes());
+    st->basis.push_back(t);
+  }
+  return st;
+}
 
 StageInfo lowrank_stage_info() {
   return {"lowrank",

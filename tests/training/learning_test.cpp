@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 
+#include "seam/session/run.hpp"
 #include "seam/training/job.hpp"
 
 namespace t = seam::training;
@@ -24,7 +25,7 @@ std::vector<double> losses_of(const t::ModelConfig& mc, const t::HalfSettings& h
   ro.steps = steps;
   ro.batch = batch;
   std::vector<double> losses;
-  auto r = t::run_split_training(mc, hs, task, ro, "", [&](const t::StepMetrics& m, double) { losses.push_back(m.loss); });
+  auto r = seam::session::run_split_training(mc, hs, task, ro, "", [&](const t::StepMetrics& m, double) { losses.push_back(m.loss); });
   if (acc) *acc = r.test_accuracy;
   return losses;
 }

@@ -5,6 +5,7 @@
 
 #include "seam/training/model.hpp"
 #include "seam/training/split_step.hpp"
+#include "session/local_session.hpp"
 
 namespace t = seam::training;
 
@@ -93,13 +94,11 @@ Run split(const t::ModelConfig& c, int steps, const std::string& up = "none", co
   hs.optim = optim();
   hs.up_codec = up;
   hs.down_codec = down;
-  t::CloudTrainer cloud(sm.cloud, hs);
-  t::InProcessLink link(cloud);
-  t::EdgeTrainer edge(sm.edge, hs);
+  seam::session::test::LocalSession local(sm.edge, sm.cloud, c, hs);
   Run r;
   for (int s = 0; s < steps; ++s) {
     auto b = make_batch(c, s);
-    auto m = edge.step(link, b.x, b.labels, b.ids, b.mask);
+    auto m = local.step(b.x, b.labels, b.ids, b.mask);
     r.losses.push_back(m.loss);
     EXPECT_GT(m.bytes_up, 0u);
     EXPECT_GT(m.bytes_down, 0u);
@@ -155,11 +154,9 @@ TEST(SplitVariants, C3ShrinksTheWireAndStillTrains) {
     auto sm = t::build_split_model(c);
     t::HalfSettings hs;
     hs.optim = optim();
-    t::CloudTrainer cloud(sm.cloud, hs);
-    t::InProcessLink link(cloud);
-    t::EdgeTrainer edge(sm.edge, hs);
+    seam::session::test::LocalSession local(sm.edge, sm.cloud, c, hs);
     auto b = make_batch(c, 0);
-    auto m = edge.step(link, b.x, b.labels, b.ids, b.mask);
+    auto m = local.step(b.x, b.labels, b.ids, b.mask);
     EXPECT_TRUE(std::isfinite(m.loss));
     return m.bytes_up;
   };
@@ -194,13 +191,11 @@ TEST(SplitVariants, SftBottleneckSendsRankRFeaturesAndStartsFromThePretrainedLay
   t::HalfSettings hs;
   hs.task = "lm";
   hs.optim = optim();
-  t::CloudTrainer cloud(sm.cloud, hs);
-  t::InProcessLink link(cloud);
-  t::EdgeTrainer edge(sm.edge, hs);
+  seam::session::test::LocalSession local(sm.edge, sm.cloud, c, hs);
   double first = 0, last = 0;
   auto b = make_batch(c, 0);
   for (int step = 0; step < 15; ++step) {
-    auto m = edge.step(link, b.x, b.labels, b.ids);
+    auto m = local.step(b.x, b.labels, b.ids);
     if (step == 0) first = m.loss;
     last = m.loss;
   }

@@ -9,6 +9,7 @@
 
 #include "seam/training/checkpoint.hpp"
 #include "seam/training/split_step.hpp"
+#include "session/local_session.hpp"
 
 namespace t = seam::training;
 namespace fs = std::filesystem;
@@ -80,11 +81,9 @@ class TorchScriptModels : public ::testing::Test {
     auto sm = t::build_split_model(c);
     t::HalfSettings hs;
     hs.optim = optim();
-    t::CloudTrainer cloud(sm.cloud, hs);
-    t::InProcessLink link(cloud);
-    t::EdgeTrainer edge(sm.edge, hs);
+    seam::session::test::LocalSession local(sm.edge, sm.cloud, c, hs);
     std::vector<double> losses;
-    for (int s = 0; s < 20; ++s) losses.push_back(edge.step(link, x[s], y[s], {0, 1, 2, 3, 4, 5, 6, 7}).loss);
+    for (int s = 0; s < 20; ++s) losses.push_back(local.step(x[s], y[s], {0, 1, 2, 3, 4, 5, 6, 7}).loss);
     if (params) {
       *params = sm.edge.named_parameters();
       for (auto& p : sm.cloud.named_parameters()) params->push_back(p);

@@ -43,7 +43,7 @@ class TrickleStream {
 
 std::vector<std::uint8_t> frame(std::uint64_t id, std::size_t payload) {
   Message m;
-  m.body = Forward{id, {1, 2, 3}, {7, 8, 9}};
+  m.body = Forward{id, {7, 8, 9}};
   Section s;
   s.info.name = "a";
   s.info.shape = {static_cast<std::int64_t>(payload)};
@@ -85,7 +85,7 @@ TEST(FrameIo, OneByteAtATimeAcrossTwoFrames) {
   EXPECT_EQ(s.consumed(), a.size());  // never reads into the next frame
   auto r2 = read_one(io, s);
   ASSERT_FALSE(r2.ec) << r2.why;
-  EXPECT_EQ(r2.m.as<Forward>()->labels, (std::vector<std::int64_t>{7, 8, 9}));
+  EXPECT_EQ(r2.m.as<Forward>()->sample_ids, (std::vector<std::int64_t>{7, 8, 9}));
   EXPECT_GE(s.reads(), both.size());  // really one byte per read
 }
 

@@ -5,6 +5,7 @@
 
 #include <asio.hpp>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -97,6 +98,18 @@ inline ClientOptions client_options(std::uint16_t port, TlsOptions tls) {
   o.max_attempts = 3;
   o.backoff_initial = Millis(20);
   return o;
+}
+
+// Polls `done` until it holds or `limit` passes; returns whether it held. Every
+// wait in these tests is bounded, so a missed event fails instead of hanging.
+template <class Pred>
+bool wait_until(Pred done, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 inline std::size_t rss_bytes() {

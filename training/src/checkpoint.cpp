@@ -136,7 +136,6 @@ void save_checkpoint(const std::string& path, const CheckpointParts& p, SaveFaul
     ar.write("meta/fingerprint", c10::IValue(p.fingerprint));
     ar.write("meta/config", c10::IValue(config_to_string(*p.config)));
     ar.write("meta/step", c10::IValue(p.step));
-    ar.write("meta/rng", at::detail::getDefaultCPUGenerator().get_state());
     ar.write("meta/has_edge", c10::IValue(static_cast<std::int64_t>(p.edge != nullptr)));
     ar.write("meta/has_cloud", c10::IValue(static_cast<std::int64_t>(p.cloud != nullptr)));
     if (p.edge) write_half(ar, "edge", *p.edge);
@@ -182,12 +181,6 @@ std::int64_t load_checkpoint(const std::string& path, CheckpointParts& p) {
   };
   read_optim("edge_optim", p.edge_optim);
   read_optim("cloud_optim", p.cloud_optim);
-  at::Tensor rng;
-  if (ar.try_read("meta/rng", rng)) {
-    at::Generator g = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(g.mutex());
-    g.set_state(rng);
-  }
   p.step = read_int(ar, "meta/step", path);
   return p.step;
 }

@@ -90,8 +90,14 @@ std::vector<std::int64_t> Sampler::next(std::int64_t b) {
   return out;
 }
 
-namespace {
-}  // namespace
+void Sampler::seek(std::int64_t batches, std::int64_t b) {
+  if (b < 1 || static_cast<std::size_t>(b) > n_ || batches < 0)
+    throw std::invalid_argument("sampler seek: batch size " + std::to_string(b) + " must be in 1.." + std::to_string(n_));
+  const auto per_epoch = static_cast<std::int64_t>(n_) / b;
+  epoch_ = batches / per_epoch;
+  perm_ = shuffled_indices(n_, seed_, epoch_);
+  pos_ = static_cast<std::size_t>((batches % per_epoch) * b);
+}
 
 std::unique_ptr<Task> make_task(const std::string& spec, std::int64_t max_len, std::size_t max_per_class) {
   if (spec == "fashion-mnist") return std::make_unique<ImageTask>(0, 9);
@@ -163,33 +169,6 @@ std::vector<std::string> load_pretrained(ModelHalf& full, const std::string& pat
   load(full.named_buffers(), "b", true);
   if (loaded == 0) throw CheckpointError("pretrained checkpoint '" + path + "' has no tensor that fits this model");
   return skipped;
-}
-
-RunResult run_split_training(const ModelConfig& mc, const HalfSettings& hs, const Task& task, const RunOptions& ro,
-                             const std::string& pretrained, const Progress& progress) {
-  auto sm = build_split_model(mc, pretrained);
-  CloudTrainer cloud(sm.cloud, hs);
-  InProcessLink link(cloud);
-  EdgeTrainer edge(sm.edge, hs);
-  Sampler sampler(task.size(Split::train), ro.data_seed);
-  RunResult r;
-  auto t0 = clock_type::now();
-  for (std::int64_t s = 0; s < ro.steps; ++s) {
-    auto b = task.batch(Split::train, sampler.next(ro.batch));
-    auto m = edge.step(link, b.x, b.labels, b.ids, b.mask);
-    r.last_loss = m.loss;
-    double acc = -1;
-    if (ro.eval_every > 0 && (s + 1) % ro.eval_every == 0 && s + 1 < ro.steps)
-      acc = evaluate(sm.edge, &sm.cloud, task, Split::test, ro.eval_limit);
-    if (progress) progress(m, acc);
-  }
-  // The reported accuracy is always over the whole test split (eval_limit only
-  // shortens the periodic evaluations).
-  r.test_accuracy = evaluate(sm.edge, &sm.cloud, task, Split::test);
-  r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
-  r.link = link.stats();
-  r.steps = ro.steps;
-  return r;
 }
 
 RunResult pretrain(const ModelConfig& mc, const OptimConfig& oc, const Task& task, const RunOptions& ro,

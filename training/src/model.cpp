@@ -6,6 +6,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "model_impl.hpp"
 #include "seam/compression/c3.hpp"
 #include "seam/compression/sft.hpp"
@@ -111,7 +113,7 @@ struct PatchEmbed : Block {
     const auto n = (c.image_size / c.patch) * (c.image_size / c.patch);
     conv = register_module("conv", nn::Conv2d(nn::Conv2dOptions(c.channels, c.width, c.patch).stride(c.patch)));
     cls = register_parameter("cls", torch::zeros({1, 1, c.width}));
-    pos = register_parameter("pos", torch::randn({1, n + 1, c.width}) * 0.02);
+    pos = register_parameter("pos", torch::zeros({1, n + 1, c.width}));  // drawn in init_weights
   }
   at::Tensor run(const at::Tensor& x, const BatchContext&) override {
     auto p = conv(x).flatten(2).transpose(1, 2);
@@ -124,7 +126,7 @@ struct PatchEmbed : Block {
 struct TokenEmbed : Block {
   explicit TokenEmbed(const ModelConfig& c) : max_len(c.max_len), vocab(c.vocab) {
     tok = register_module("tok", nn::Embedding(c.vocab, c.width));
-    pos = register_parameter("pos", torch::randn({1, c.max_len, c.width}) * 0.02);
+    pos = register_parameter("pos", torch::zeros({1, c.max_len, c.width}));  // drawn in init_weights
   }
   at::Tensor run(const at::Tensor& x, const BatchContext&) override {
     if (x.dim() != 2 || x.size(1) > max_len)
@@ -319,7 +321,41 @@ std::vector<std::pair<std::string, torch::jit::Module>> script_blocks(const torc
                               "export a Sequential, or give a front/back pair of files");
 }
 
+// Draws every random initial weight from one explicit generator seeded with
+// the config's seed, so a model never depends on (or seeds) LibTorch's global
+// generator. The distributions are PyTorch's defaults: Linear and Conv weights
+// and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5)),
+// Embedding N(0, 1), position tables N(0, 0.02^2); norms keep ones and zeros.
+void init_weights(const std::vector<std::shared_ptr<Block>>& blocks, std::uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  torch::NoGradGuard ng;
+  auto fan_uniform = [&](at::Tensor& w, at::Tensor& b) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(w.numel() / w.size(0)));
+    w.uniform_(-bound, bound, gen);
+    if (b.defined()) b.uniform_(-bound, bound, gen);
+  };
+  for (const auto& blk : blocks) {
+    for (const auto& m : blk->modules(/*include_self=*/true)) {
+      if (auto* l = m->as<nn::Linear>()) fan_uniform(l->weight, l->bias);
+      else if (auto* cv = m->as<nn::Conv2d>()) fan_uniform(cv->weight, cv->bias);
+      else if (auto* e = m->as<nn::Embedding>()) e->weight.normal_(0.0, 1.0, gen);
+    }
+    for (auto& p : blk->named_parameters(/*recurse=*/false))
+      if (p.key() == "pos") p.value().normal_(0.0, 0.02, gen);
+  }
+}
+
 }  // namespace
+
+void check_model_config(const ModelConfig& c) {
+  if (c.kind == "torchscript") {
+    if (c.script_path.empty()) throw std::invalid_argument("model config: torchscript needs script_path");
+    if (c.sft_rank > 0 || c.c3_groups > 0)
+      throw std::invalid_argument("model config: sft_rank and c3_groups are for native models");
+    return;
+  }
+  check_config(c);
+}
 
 std::int64_t block_count(const ModelConfig& c) {
   if (c.kind == "torchscript") {
@@ -365,20 +401,20 @@ ModelHalf build_full_model(const ModelConfig& c) {
   plain.sft_rank = 0;
   plain.c3_groups = 0;
   check_config(plain);
-  torch::manual_seed(c.seed);
   auto impl = std::make_unique<ModelHalf::Impl>();
   auto blocks = make_blocks(plain);
+  init_weights(blocks, c.seed);
   for (std::size_t i = 0; i < blocks.size(); ++i) impl->add(std::to_string(i), blocks[i]);
   return ModelHalf(std::move(impl));
 }
 
 std::vector<std::string> load_pretrained(ModelHalf& full, const std::string& path);  // job.cpp
 
-SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained) {
+SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained, bool derive) {
   if (c.kind == "torchscript") return build_script_model(c, true);
   check_config(c);
-  torch::manual_seed(c.seed);
   auto blocks = make_blocks(c);
+  init_weights(blocks, c.seed);
   if (!pretrained.empty()) {
     auto all = std::make_unique<ModelHalf::Impl>();
     for (std::size_t i = 0; i < blocks.size(); ++i) all->add(std::to_string(i), blocks[i]);
@@ -392,7 +428,15 @@ SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained
     const auto name = std::to_string(i);
     if (c.sft_rank > 0 && i == k - 1) {
       auto& tb = dynamic_cast<TransformerBlock&>(*blocks[i]);
-      auto f = compression::sft_factorize(tb.fc1->weight, tb.fc1->bias, c.sft_rank);
+      compression::SftFactors f;
+      if (derive) {
+        f = compression::sft_factorize(tb.fc1->weight, tb.fc1->bias, c.sft_rank);
+      } else {  // filled from a prepared job's files: no SVD here
+        const auto out = tb.fc1->weight.size(0), in = tb.fc1->weight.size(1);
+        f.edge_weight = torch::zeros({c.sft_rank, in});
+        f.cloud_weight = torch::zeros({out, c.sft_rank});
+        f.cloud_bias = torch::zeros({out});
+      }
       edge->add(name, std::make_shared<SftEdgeBlock>(tb, f.edge_weight));
       cloud->add(name, std::make_shared<SftCloudBlock>(tb, f.cloud_weight, f.cloud_bias));
       continue;

@@ -12,7 +12,7 @@
 #include <asio.hpp>
 #include <asio/ssl.hpp>
 #include <atomic>
-#include <deque>
+#include <iterator>
 #include <list>
 #include <map>
 #include <optional>
@@ -142,24 +142,36 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::list<std::weak_ptr<Session>> live;  // io thread only
   LinkShaper shaper;
 
+  // Replies for retried requests: the last one per session key, bounded by
+  // count and by section bytes, least recently saved first out.
   struct Saved {
     std::uint64_t request_id;
     std::shared_ptr<const Message> reply;
+    std::size_t bytes;
+    std::list<std::string>::iterator age;
   };
-  std::map<std::string, Saved> saved;  // io thread only
-  std::deque<std::string> saved_order;
+  std::map<std::string, Saved> saved;  // io thread only, like the two below
+  std::list<std::string> saved_order;  // least recently saved first
+  std::size_t saved_bytes = 0;
   static constexpr std::size_t kMaxSaved = 4096;
+
+  void forget(std::map<std::string, Saved>::iterator it) {
+    saved_bytes -= it->second.bytes;
+    saved_order.erase(it->second.age);
+    saved.erase(it);
+  }
 
   void save_reply(const std::string& key, std::uint64_t id, std::shared_ptr<const Message> reply) {
     if (key.empty()) return;
-    if (!saved.count(key)) {
-      saved_order.push_back(key);
-      if (saved_order.size() > kMaxSaved) {
-        saved.erase(saved_order.front());
-        saved_order.pop_front();
-      }
-    }
-    saved[key] = Saved{id, std::move(reply)};
+    if (auto it = saved.find(key); it != saved.end()) forget(it);  // superseded
+    std::size_t bytes = 0;
+    for (const auto& s : reply->sections) bytes += s.bytes.size();
+    if (bytes > opts.max_replay_bytes) return;
+    while (!saved_order.empty() && (saved.size() >= kMaxSaved || saved_bytes + bytes > opts.max_replay_bytes))
+      forget(saved.find(saved_order.front()));
+    saved_order.push_back(key);
+    saved.emplace(key, Saved{id, std::move(reply), bytes, std::prev(saved_order.end())});
+    saved_bytes += bytes;
   }
 
   void accept();
@@ -395,7 +407,8 @@ struct Client::Impl {
   explicit Impl(ClientOptions o) : opts(std::move(o)), shaper(opts.link) {
     ssl = make_tls_context(opts.tls, false);
     std::random_device rd;
-    nonce = (std::uint64_t{rd()} << 32) ^ rd();
+    do nonce = (std::uint64_t{rd()} << 32) ^ rd();
+    while (nonce == 0);  // 0 means "choose one"
   }
 
   ClientOptions opts;
@@ -522,6 +535,25 @@ struct Client::Impl {
     return ec;
   }
 
+  // An Error reply. server_busy returns its code, to be retried on a new
+  // connection; anything else throws with the server's code and text.
+  std::error_code refused(const ErrorInfo& e, std::string& why) {
+    if (e.code == static_cast<std::uint32_t>(Errc::server_busy)) {
+      why = e.text;
+      return make_error_code(Errc::server_busy);
+    }
+    throw TransportError(make_error_code(Errc::peer_error), "server error " + std::to_string(e.code) + ": " + e.text,
+                         e.code, e.text);
+  }
+
+  static const Welcome& expect_welcome(const Message& r) {
+    auto* w = r.as<Welcome>();
+    if (!w)
+      throw TransportError(make_error_code(Errc::malformed_metadata),
+                           std::string("expected welcome, got ") + to_string(r.type()));
+    return *w;
+  }
+
   Message request_with_retry(const Message& m, std::uint64_t id, bool is_hello) {
     Millis backoff = opts.backoff_initial;
     std::string why;
@@ -541,27 +573,18 @@ struct Client::Impl {
           hm.body = *hello;
           Message wr;
           ec = exchange(hm, ++next_id, wr, why);
+          if (auto* e = wr.as<ErrorInfo>(); !ec && e) ec = refused(*e, why);
           if (ec) {
             drop();
             continue;
           }
-          if (auto* w = wr.as<Welcome>()) welcome = *w;
+          welcome = expect_welcome(wr);
         }
       }
       Message reply;
       ec = exchange(m, id, reply, why);
-      if (!ec) {
-        if (auto* e = reply.as<ErrorInfo>()) {
-          if (e->code == static_cast<std::uint32_t>(Errc::server_busy)) {
-            why = e->text;
-            ec = make_error_code(Errc::server_busy);
-            drop();
-            continue;
-          }
-          throw TransportError(make_error_code(Errc::peer_error), "server error " + std::to_string(e->code) + ": " + e->text);
-        }
-        return reply;
-      }
+      if (auto* e = reply.as<ErrorInfo>(); !ec && e) ec = refused(*e, why);
+      if (!ec) return reply;
       drop();
       // A refused certificate will not change on retry: give up after one reconnect.
       if (ec == make_error_code(Errc::tls_failure) && attempt >= 2) break;
@@ -580,16 +603,21 @@ Client::~Client() {
 }
 
 Welcome Client::connect(Hello hello) {
-  hello.session_nonce = impl_->nonce;
+  if (hello.session_nonce == 0) hello.session_nonce = impl_->nonce;
   impl_->hello = hello;
   Message m;
-  m.body = hello;
-  Message r = impl_->request_with_retry(m, ++impl_->next_id, true);
-  auto* w = r.as<Welcome>();
-  if (!w) throw TransportError(make_error_code(Errc::malformed_metadata), std::string("expected welcome, got ") + to_string(r.type()));
-  impl_->welcome = *w;
-  return *w;
+  m.body = std::move(hello);
+  impl_->welcome = Impl::expect_welcome(impl_->request_with_retry(m, ++impl_->next_id, true));
+  return impl_->welcome;
 }
+
+void Client::update_hello(const Hello& hello) {
+  const std::uint64_t in_use = impl_->hello ? impl_->hello->session_nonce : impl_->nonce;
+  impl_->hello = hello;
+  if (impl_->hello->session_nonce == 0) impl_->hello->session_nonce = in_use;
+}
+
+Welcome Client::last_welcome() const { return impl_->welcome; }
 
 Message Client::request(Message m) { return impl_->request_with_retry(m, ++impl_->next_id, false); }
 

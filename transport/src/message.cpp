@@ -4,6 +4,7 @@
 #include <cereal/archives/portable_binary.hpp>
 
 #include <cstring>
+#include <iterator>
 #include <istream>
 #include <ostream>
 #include <sstream>
@@ -87,12 +88,13 @@ void fields(A& ar, T&... f) {
 
 template <class A> void body(A& ar, Hello& m) {
   fields(ar, m.protocol_major, m.protocol_minor, m.codec_version, m.client_id, m.job, m.up_codec, m.down_codec, m.seed,
-         m.model_fingerprint, m.session_nonce, m.resume_step);
+         m.job_fingerprint, m.job_fields, m.checkpoint_every, m.session_nonce, m.resume_step);
 }
 template <class A> void body(A& ar, Welcome& m) {
-  fields(ar, m.protocol_major, m.protocol_minor, m.server_id, m.session_id, m.next_step, m.resumed);
+  fields(ar, m.protocol_major, m.protocol_minor, m.server_id, m.session_id, m.next_step, m.resumed,
+         m.checkpoint_every);
 }
-template <class A> void body(A& ar, Forward& m) { fields(ar, m.step_id, m.sample_ids, m.labels); }
+template <class A> void body(A& ar, Forward& m) { fields(ar, m.step_id, m.sample_ids); }
 template <class A> void body(A& ar, Backward& m) { fields(ar, m.step_id, m.loss, m.metrics); }
 template <class A> void body(A& ar, Infer& m) { fields(ar, m.batch_id); }
 template <class A> void body(A& ar, InferReply& m) { fields(ar, m.batch_id); }
@@ -120,25 +122,22 @@ struct MemBuf : std::streambuf {
   std::streamsize remaining() const { return egptr() - gptr(); }
 };
 
-Body make_body(MessageType t) {
-  switch (t) {
-    case MessageType::hello: return Hello{};
-    case MessageType::welcome: return Welcome{};
-    case MessageType::forward: return Forward{};
-    case MessageType::backward: return Backward{};
-    case MessageType::infer: return Infer{};
-    case MessageType::infer_reply: return InferReply{};
-    case MessageType::checkpoint: return Checkpoint{};
-    case MessageType::checkpoint_ack: return CheckpointAck{};
-    case MessageType::ping: return Ping{};
-    case MessageType::pong: return Pong{};
-    case MessageType::error: return ErrorInfo{};
-    case MessageType::goodbye: return Goodbye{};
-  }
-  throw MalformedMetadata("unknown message type");
-}
+bool type_known(std::uint16_t t) { return t >= 1 && t <= kMessageTypeCount; }
 
-bool type_known(std::uint16_t t) { return t >= 1 && t <= 12; }
+// A default body of the given (known) type: alternative t-1 of Body.
+template <std::size_t I>
+Body make_alternative() {
+  return Body(std::in_place_index<I>);
+}
+template <std::size_t... I>
+Body make_body(std::uint16_t t, std::index_sequence<I...>) {
+  static constexpr Body (*const makers[])() = {&make_alternative<I>...};
+  return makers[t - 1]();
+}
+Body make_body(std::uint16_t t) {
+  if (!type_known(t)) throw MalformedMetadata("unknown message type");
+  return make_body(t, std::make_index_sequence<kMessageTypeCount>{});
+}
 
 // Checks one section's metadata; returns an empty string when it is valid.
 std::string check_section(const SectionInfo& s) {
@@ -161,8 +160,10 @@ std::string check_section(const SectionInfo& s) {
 }  // namespace
 
 const char* to_string(MessageType t) {
-  static const char* names[] = {"?",    "hello", "welcome", "forward", "backward", "infer", "infer_reply",
-                                "checkpoint", "checkpoint_ack", "ping", "pong", "error", "goodbye"};
+  // Indexed by the MessageType value.
+  static constexpr const char* names[] = {"?", "hello", "welcome", "forward", "backward", "infer", "infer_reply",
+                                          "checkpoint", "checkpoint_ack", "ping", "pong", "error", "goodbye"};
+  static_assert(std::size(names) == kMessageTypeCount + 1, "one name per message type");
   auto i = static_cast<std::uint16_t>(t);
   return type_known(i) ? names[i] : "unknown";
 }
@@ -241,7 +242,7 @@ std::error_code decode_frame(const FrameHeader& h, const std::uint8_t* metadata,
     if (n > kMaxSections || n > metadata_len) return fail(Errc::malformed_metadata, "section count out of range");
     infos.resize(n);
     for (auto& s : infos) section_info(ar, s);
-    m.body = make_body(static_cast<MessageType>(h.type));
+    m.body = make_body(h.type);
     std::visit([&](auto& b) { body(ar, b); }, m.body);
     if (buf.remaining() != 0)
       return fail(Errc::malformed_metadata, std::to_string(buf.remaining()) + " trailing metadata bytes");

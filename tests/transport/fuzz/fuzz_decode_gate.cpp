@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t body = size - 2;
   const std::size_t payload = std::min<std::size_t>(body, data[1] >> 4);
   FrameHeader h;
-  h.type = static_cast<std::uint16_t>(1 + data[1] % 13);
+  h.type = static_cast<std::uint16_t>(1 + data[1] % (kMessageTypeCount + 1));  // every type, and one unknown
   h.metadata_len = static_cast<std::uint32_t>(body - payload);
   h.payload_len = payload;
   auto hb = encode_header(h);

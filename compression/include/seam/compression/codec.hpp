@@ -22,10 +22,14 @@ class StageState {
   virtual ~StageState() = default;
   virtual std::size_t ram_bytes() const { return 0; }
   virtual std::size_t disk_bytes() const { return 0; }
+  // Appends the state's bytes (see CodecContext::save_state). Stages whose
+  // state must survive a restart implement it; the default keeps nothing.
+  virtual void save(std::vector<std::uint8_t>& out) const;
 };
 
 // Where delta buffers live: RAM up to ram_limit_bytes, then a memory-mapped
-// file in spill_dir (created unlinked, so it vanishes with the process).
+// file in spill_dir (created unlinked, so it vanishes with the process; a
+// session persists the buffers with CodecContext::save_state instead).
 struct DeltaStoreOptions {
   std::size_t ram_limit_bytes = std::size_t{1} << 30;
   std::string spill_dir = "/tmp";
@@ -56,6 +60,13 @@ class CodecContext {
   std::size_t state_ram_bytes() const;
   std::size_t state_disk_bytes() const;
   void reset_state() { states_.clear(); }
+
+  // Every stage state (delta buffers, lowrank warm starts) as bytes, in a
+  // fixed order, so a session can checkpoint it; load_state replaces the
+  // current state with saved bytes (throws DecodeError naming what is wrong,
+  // leaving the current state untouched).
+  std::vector<std::uint8_t> save_state() const;
+  void load_state(const std::uint8_t* data, std::size_t size);
 
  private:
   std::map<std::string, std::unique_ptr<StageState>> states_;

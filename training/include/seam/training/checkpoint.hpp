@@ -1,6 +1,6 @@
 #pragma once
 // Checkpoints: both halves (either may be absent: the edge and the cloud each
-// save their own), their optimizers, the step, the RNG state, the config and
+// save their own), their optimizers, the step, the config and
 // the model fingerprint. Writes are atomic: temp file, fsync, rename, fsync of
 // the directory; a crash mid-write leaves the previous checkpoint intact.
 #include <cstdint>
@@ -37,7 +37,8 @@ void save_checkpoint(const std::string& path, const CheckpointParts& parts, Save
 // Loads into the given halves and optimizers (those present in `parts`).
 // Refuses, with CheckpointError naming both, a checkpoint whose fingerprint
 // differs from parts.fingerprint, or one that lacks a requested half.
-// Returns the saved step. Restores the RNG state.
+// Returns the saved step. (No RNG state: models and codecs draw from explicit
+// generators seeded from the config, never from LibTorch's global one.)
 std::int64_t load_checkpoint(const std::string& path, CheckpointParts& parts);
 
 // The config and fingerprint stored in a checkpoint, without loading weights.

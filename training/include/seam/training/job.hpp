@@ -46,6 +46,9 @@ class Sampler {
  public:
   Sampler(std::size_t n, std::uint64_t seed);
   std::vector<std::int64_t> next(std::int64_t batch);
+  // Positions the sampler as if next(batch) had been called `batches` times
+  // (a resumed session replays the same data order from its step).
+  void seek(std::int64_t batches, std::int64_t batch);
   std::int64_t epoch() const { return epoch_; }
 
  private:
@@ -71,12 +74,6 @@ struct RunResult {
 };
 
 using Progress = std::function<void(const StepMetrics& m, double eval_accuracy)>;  // eval < 0: none this step
-
-// Split fine-tuning in one process: builds the split model (loading
-// `pretrained` first when given, so SFT factorises pretrained weights), runs
-// the edge and cloud halves through an InProcessLink.
-RunResult run_split_training(const ModelConfig& mc, const HalfSettings& hs, const Task& task, const RunOptions& ro,
-                             const std::string& pretrained = "", const Progress& progress = {});
 
 // Pre-training of the unsplit model: bert = masked-LM (15% of bytes), gpt =
 // next-byte LM, vit/cnn = classification. Saves a checkpoint whose "edge" half

@@ -69,16 +69,23 @@ struct SplitModel {
   std::int64_t total_blocks;
 };
 
+// Throws std::invalid_argument naming the problem (unknown kind, split out of
+// range, SFT on a CNN, ...); what build_split_model refuses, without building.
+void check_model_config(const ModelConfig& c);
+
 // Number of blocks of the unsplit model (valid split indices are 1..n-1).
 std::int64_t block_count(const ModelConfig& c);
 
-// Builds the whole model under `c.seed`, then splits it. Throws
+// Builds the whole model (weights drawn from an explicit generator seeded
+// with `c.seed`; LibTorch's global generator is never seeded), then splits it. Throws
 // std::invalid_argument naming the problem (unknown kind, split out of range,
 // SFT on a CNN, ...).
 // `pretrained`: a pre-training checkpoint whose weights are loaded before the
 // split (so an SFT bottleneck factorises pretrained weights); tensors whose
 // shapes differ, such as a new head, keep their fresh initialisation.
-SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained = "");
+// `derive` = false skips computing derived weights (the SFT factors' SVD): the
+// caller loads them from a prepared job's files, so they are computed once.
+SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained = "", bool derive = true);
 
 // The same model, same initialisation, unsplit (no SFT/C3): the reference for
 // equivalence tests and the form pre-training uses.

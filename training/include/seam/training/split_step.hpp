@@ -1,16 +1,21 @@
 #pragma once
-// The two halves of a split training step, talking through a Link. The
-// in-process link carries the exact frames the network would carry (the
-// transport's wire format), so bytes counted here are bytes on the wire.
+// The two halves of a split training step, talking through a Link. How a step
+// becomes frames, and the links themselves (in-process, TLS), live in
+// session/; training knows only this interface.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "seam/training/model.hpp"
 #include "seam/training/optim.hpp"
+
+namespace seam::compression {
+class CodecContext;
+}
 
 namespace seam::training {
 
@@ -42,6 +47,11 @@ class Link {
   virtual LinkStats stats() const = 0;
 };
 
+// Everything a step changes on one side, besides the model's own tensors:
+// the optimizer, one codec context per direction and the step counter.
+// Sessions save and restore it (session/).
+class HalfState;
+
 struct HalfSettings {
   std::string task = "classify";  // classify | mlm | lm
   std::string up_codec = "none";    // activations, edge -> cloud
@@ -56,11 +66,14 @@ class CloudTrainer {
   ~CloudTrainer();
   // Decodes the activations, runs the back half, computes the loss, steps the
   // optimizer and returns the encoded gradient w.r.t. what it received.
+  // r.step must equal steps_done() (std::logic_error naming both otherwise):
+  // the schedule and the codec contexts follow the trainer's own counter.
   StepReply step(const StepRequest& r);
+  std::uint64_t steps_done() const;
+  HalfState& state();
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<HalfState> impl_;
 };
 
 struct StepMetrics {
@@ -75,25 +88,48 @@ class EdgeTrainer {
  public:
   EdgeTrainer(ModelHalf& edge, const HalfSettings& s);
   ~EdgeTrainer();
+  // One step through the link. If the link throws, the encoded request is
+  // kept: calling step again for the same step (same batch) re-sends it
+  // unchanged instead of encoding again.
   StepMetrics step(Link& link, const at::Tensor& x, const at::Tensor& labels, const std::vector<std::int64_t>& sample_ids,
                    const at::Tensor& attention_mask = {});
   std::uint64_t steps_done() const;
+  HalfState& state();
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<HalfState> impl_;
 };
 
-// Link to a CloudTrainer in the same process, through the real frame encoding.
-class InProcessLink final : public Link {
+class HalfState {
  public:
-  explicit InProcessLink(CloudTrainer& cloud) : cloud_(cloud) {}
-  StepReply exchange(const StepRequest& r) override;
-  LinkStats stats() const override { return stats_; }
+  HalfState(ModelHalf& h, const HalfSettings& s);
+  ~HalfState();
+  ModelHalf& half() { return half_; }
+  const HalfSettings& settings() const { return settings_; }
+  Optimizer& optimizer() { return *opt_; }
+  compression::CodecContext& up_context() { return *up_ctx_; }      // activations
+  compression::CodecContext& down_context() { return *down_ctx_; }  // gradients
+  std::uint64_t steps_done() const { return steps_; }
+  // After a restore: the counter of the restored state; drops a pending request.
+  void set_steps_done(std::uint64_t s) {
+    steps_ = s;
+    pending_.reset();
+  }
 
  private:
-  CloudTrainer& cloud_;
-  LinkStats stats_;
+  friend class CloudTrainer;
+  friend class EdgeTrainer;
+  struct Codecs;
+  ModelHalf& half_;
+  HalfSettings settings_;
+  std::unique_ptr<Optimizer> opt_;
+  std::unique_ptr<Codecs> codecs_;
+  std::unique_ptr<compression::CodecContext> up_ctx_, down_ctx_;
+  std::uint64_t steps_ = 0;
+  // Edge: the request of a step whose reply never came. A retried step
+  // re-sends these exact bytes: encoding again would advance the delta
+  // buffers twice while the cloud (which may have applied it) saw one update.
+  std::optional<StepRequest> pending_;
 };
 
 // Loss of a task: classify = cross-entropy over [B, C]; mlm/lm = token

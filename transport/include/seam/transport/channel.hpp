@@ -43,6 +43,10 @@ struct ServerOptions {
   Millis idle_timeout{300000};  // between requests
   Millis io_timeout{30000};     // to finish reading a started frame, or writing one
   std::size_t max_send_queue_bytes = std::size_t{512} << 20;
+  // Replies kept for retried requests (one per session): at most this many
+  // bytes of their sections, least recently saved sessions evicted first. A
+  // retry whose reply was evicted (or was larger than this) reaches the handler again.
+  std::size_t max_replay_bytes = std::size_t{64} << 20;
   LinkOptions link;  // optional emulated link on replies
 };
 
@@ -91,17 +95,26 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Sends Hello (kept for reconnects) and returns the Welcome.
+  // Sends Hello (kept for reconnects) and returns the Welcome. A session_nonce
+  // of 0 is replaced by one chosen at random for this Client; any other value
+  // is kept, so a restarted app can resume its session under its own nonce.
   Welcome connect(Hello hello);
+  // Replaces the Hello re-sent on automatic reconnects (e.g. a newer
+  // resume_step after a checkpoint); sends nothing now. A session_nonce of 0
+  // keeps the nonce in use.
+  void update_hello(const Hello& hello);
+  // The Welcome of the latest connect() or automatic reconnect.
+  Welcome last_welcome() const;
   // Sends a request and waits for its reply. On a broken connection it
   // reconnects with exponential backoff, re-sends Hello, and retries with the
   // same request id, so the server answers a retried request from its saved
-  // reply instead of applying it twice. An Error reply throws TransportError
-  // (peer_error) carrying the server's text.
+  // reply instead of applying it twice. An Error reply (to the request or to
+  // the Hello of a reconnect) throws TransportError (peer_error) carrying the
+  // server's code and text (peer_code(), peer_text()).
   Message request(Message m);
   void close();  // sends Goodbye when connected
   const BandwidthEstimator& bandwidth() const;
-  std::uint64_t reconnects() const;
+  std::uint64_t reconnects() const;  // automatic reconnects so far
 
  private:
   struct Impl;

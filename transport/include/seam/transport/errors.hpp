@@ -1,9 +1,11 @@
 #pragma once
 // Transport errors: std::error_code with Seam's own category inside async I/O,
 // TransportError for the synchronous public APIs.
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
 
 namespace seam::transport {
 
@@ -33,10 +35,19 @@ std::error_code make_error_code(Errc e);
 class TransportError : public std::runtime_error {
  public:
   TransportError(std::error_code ec, const std::string& what) : std::runtime_error(what), code_(ec) {}
+  // The peer answered with an Error message (code() is Errc::peer_error):
+  // peer_code and peer_text are its fields, so callers can branch on an
+  // application code (>= 1000) without parsing what().
+  TransportError(std::error_code ec, const std::string& what, std::uint32_t peer_code, std::string peer_text)
+      : std::runtime_error(what), code_(ec), peer_code_(peer_code), peer_text_(std::move(peer_text)) {}
   std::error_code code() const { return code_; }
+  std::uint32_t peer_code() const { return peer_code_; }  // 0 unless the peer sent an Error
+  const std::string& peer_text() const { return peer_text_; }
 
  private:
   std::error_code code_;
+  std::uint32_t peer_code_ = 0;
+  std::string peer_text_;
 };
 
 }  // namespace seam::transport

@@ -10,7 +10,7 @@
 namespace seam::transport {
 
 inline constexpr std::uint32_t kFrameMagic = 0x4D414553;  // "SEAM" read as LE u32
-inline constexpr std::uint16_t kProtocolMajor = 1;
+inline constexpr std::uint16_t kProtocolMajor = 2;
 inline constexpr std::uint16_t kProtocolMinor = 0;
 inline constexpr std::size_t kFrameHeaderSize = 32;
 

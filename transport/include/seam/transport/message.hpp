@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -14,6 +15,8 @@
 
 namespace seam::transport {
 
+// Wire type codes. Each body below names its code (kType) and sits at index
+// code-1 of `Body`; static_asserts after `Body` keep the three in step.
 enum class MessageType : std::uint16_t {
   hello = 1,
   welcome = 2,
@@ -46,6 +49,7 @@ struct Section {
 };
 
 struct Hello {
+  static constexpr MessageType kType = MessageType::hello;
   std::uint16_t protocol_major = kProtocolMajor;
   std::uint16_t protocol_minor = kProtocolMinor;
   std::uint32_t codec_version = 1;
@@ -54,69 +58,98 @@ struct Hello {
   std::string up_codec;
   std::string down_codec;
   std::uint64_t seed = 0;
-  std::string model_fingerprint;
-  std::uint64_t session_nonce = 0;  // chosen by the client; names its session across reconnects
-  std::uint64_t resume_step = 0;    // last step the client saw completed (0 = fresh)
+  std::string job_fingerprint;  // hash of the job: config, split, seed, codecs, initial edge weights
+  // The hashed fields as canonical "key=value" lines, so that a refusal can
+  // name the field that differs.
+  std::string job_fields;
+  std::uint64_t checkpoint_every = 0;  // steps between coordinated checkpoints the client asks for (0 = none)
+  std::uint64_t session_nonce = 0;     // chosen by the client; names its session across reconnects
+  std::uint64_t resume_step = 0;       // steps the client's state has applied (0 = fresh)
 };
 
 struct Welcome {
+  static constexpr MessageType kType = MessageType::welcome;
   std::uint16_t protocol_major = kProtocolMajor;
   std::uint16_t protocol_minor = kProtocolMinor;
   std::string server_id;
   std::string session_id;
   std::uint64_t next_step = 0;
   bool resumed = false;
+  std::uint64_t checkpoint_every = 0;  // what the server agreed (0 = none)
 };
 
+// Labels travel as a section named "labels", beside the activations.
 struct Forward {
+  static constexpr MessageType kType = MessageType::forward;
   std::uint64_t step_id = 0;
   std::vector<std::int64_t> sample_ids;
-  std::vector<std::int64_t> labels;
 };
 
 struct Backward {
+  static constexpr MessageType kType = MessageType::backward;
   std::uint64_t step_id = 0;
   double loss = 0;
   std::map<std::string, double> metrics;
 };
 
 struct Infer {
+  static constexpr MessageType kType = MessageType::infer;
   std::uint64_t batch_id = 0;
 };
 
 struct InferReply {
+  static constexpr MessageType kType = MessageType::infer_reply;
   std::uint64_t batch_id = 0;
 };
 
 struct Checkpoint {
+  static constexpr MessageType kType = MessageType::checkpoint;
   std::uint64_t step_id = 0;
   std::string tag;
 };
 
 struct CheckpointAck {
+  static constexpr MessageType kType = MessageType::checkpoint_ack;
   std::uint64_t step_id = 0;
   std::string path;
 };
 
 struct Ping {
+  static constexpr MessageType kType = MessageType::ping;
   std::uint64_t nonce = 0;
 };
 
 struct Pong {
+  static constexpr MessageType kType = MessageType::pong;
   std::uint64_t nonce = 0;
 };
 
 struct ErrorInfo {
+  static constexpr MessageType kType = MessageType::error;
   std::uint32_t code = 0;  // Errc value, or an application code >= 1000
   std::string text;
 };
 
 struct Goodbye {
+  static constexpr MessageType kType = MessageType::goodbye;
   std::string reason;
 };
 
 using Body = std::variant<Hello, Welcome, Forward, Backward, Infer, InferReply, Checkpoint, CheckpointAck, Ping, Pong,
                           ErrorInfo, Goodbye>;
+
+// Message types are 1..kMessageTypeCount, and Body's index i holds type i+1.
+inline constexpr std::uint16_t kMessageTypeCount = std::variant_size_v<Body>;
+namespace detail {
+template <std::size_t... I>
+constexpr bool body_indices_match(std::index_sequence<I...>) {
+  return ((static_cast<std::size_t>(std::variant_alternative_t<I, Body>::kType) == I + 1) && ...);
+}
+}  // namespace detail
+static_assert(detail::body_indices_match(std::make_index_sequence<kMessageTypeCount>{}),
+              "Body alternative i must be the body of MessageType i+1");
+static_assert(static_cast<std::uint16_t>(MessageType::goodbye) == kMessageTypeCount,
+              "every MessageType needs a body in Body");
 
 struct Message {
   Body body;

@@ -1,0 +1,67 @@
+#pragma once
+// The step protocol, in one place: how a training step becomes frames and
+// back, and the validation of every field against what the session
+// negotiated. Edge, cloud, links and tests all go through these functions;
+// nobody else maps steps to frames. The wire layout is in docs/wire-protocol.md.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "seam/training/model.hpp"
+#include "seam/training/split_step.hpp"
+#include "seam/transport/message.hpp"
+
+namespace seam::session {
+
+// Application error codes carried in Error messages (transport codes are < 1000).
+enum class SessionErrc : std::uint32_t {
+  handler_failed = 1000,  // the step itself failed (the transport's default for a throwing handler)
+  step_order = 1001,      // a step from the future, or a stale one: the text names both numbers
+  bad_field = 1002,       // a field does not fit the negotiated session: the text names it
+  job_mismatch = 1003,    // Hello for another job: the text names the field that differs
+  no_session = 1004,      // a step or checkpoint before Hello
+  checkpoint_failed = 1005,
+};
+
+class SessionError : public std::runtime_error {
+ public:
+  SessionError(SessionErrc c, const std::string& what) : std::runtime_error(what), code_(c) {}
+  SessionErrc code() const { return code_; }
+
+ private:
+  SessionErrc code_;
+};
+
+// What a step may carry, fixed when the session is negotiated.
+struct StepSpec {
+  std::string task = "classify";  // classify: labels [B]; mlm | lm: labels [B, L]
+  std::string up_codec, down_codec;  // canonical codec specs
+  std::int64_t classes = 0;    // classify: labels in [0, classes)
+  std::int64_t vocab = 0;      // mlm | lm: labels in [0, vocab) or -100
+  std::int64_t max_len = 0;    // L <= max_len for masks and token labels (0: no bound)
+  std::int64_t max_batch = 65536;
+};
+
+StepSpec step_spec(const training::ModelConfig& mc, const training::HalfSettings& hs);
+
+// Step -> Forward frame: ids in the body; sections "activations" (the codec
+// message), "labels" (int64) and, when present, "attention_mask" (int64 0/1).
+transport::Message forward_message(const training::StepRequest& r);
+// Forward frame -> step, refusing (SessionError bad_field, naming the field)
+// anything that does not fit `spec`: label dtype, shape and range, id count and
+// uniqueness, mask shape and values, the codec spec, missing, unknown or
+// repeated sections.
+training::StepRequest parse_forward(const transport::Message& m, const StepSpec& spec);
+
+// Reply -> Backward frame: loss and metrics ("correct", "cloud_ms") in the
+// body, section "gradient" (the codec message).
+transport::Message backward_message(const training::StepReply& r);
+// Backward frame -> reply; refuses a reply for another step or with another
+// codec spec than the negotiated one.
+training::StepReply parse_backward(const transport::Message& m, const StepSpec& spec, std::uint64_t step);
+
+transport::Message error_message(SessionErrc code, const std::string& text);
+// Throws SessionError for an Error message, with its code (codes < 1000 map to handler_failed).
+void throw_if_error(const transport::Message& m);
+
+}  // namespace seam::session

@@ -1,0 +1,150 @@
+#pragma once
+// Session state on each side, and step semantics.
+//
+// One object per side owns everything a step changes: the half's parameters
+// and buffers, its optimizer, both codec contexts (AC-SGD buffers included)
+// and the step counter. Save and restore are atomic (see state_store).
+//
+// Steps are numbered from 0. The cloud applies step s only when s is the
+// next step it expects; a repeat of the last applied step gets the saved
+// reply; a repeat that arrives while the original runs waits for it; anything
+// else is refused (SessionErrc::step_order) with both numbers. Checkpoints
+// are coordinated: every N steps (negotiated in Hello/Welcome) the edge saves
+// its state, then asks the cloud to save at the same step (Checkpoint /
+// CheckpointAck). After a restart the cloud's Welcome says which step it is
+// at; the edge rolls back to its own checkpoint of that step and replays.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "seam/session/job.hpp"
+#include "seam/session/protocol.hpp"
+#include "seam/training/job.hpp"
+#include "seam/transport/channel.hpp"
+
+namespace seam::session {
+
+struct SessionOptions {
+  std::string state_dir;             // this side's checkpoints; empty: no checkpoints, no resume
+  std::uint64_t checkpoint_every = 0;  // edge: steps between coordinated checkpoints (0: none)
+  int keep_checkpoints = 3;          // newest kept (at least 2)
+  std::size_t delta_ram_limit_bytes = std::size_t{1} << 30;
+};
+
+// What an edge talks to: training::Link plus the session messages.
+class SessionLink : public training::Link {
+ public:
+  // Hello -> Welcome (throws SessionError for an Error reply).
+  virtual transport::Welcome hello(const transport::Hello& h) = 0;
+  // Checkpoint -> CheckpointAck; throws SessionError on refusal.
+  virtual transport::CheckpointAck checkpoint(std::uint64_t step) = 0;
+};
+
+class EdgeSession {
+ public:
+  // Owns the edge half of a prepared job. With a state_dir it resumes from the
+  // newest checkpoint there (and reuses the session nonce saved there).
+  EdgeSession(const PreparedJob& job, SessionOptions o);
+  // Uses a half built elsewhere (one-process runs, tests); `job` from in_memory_job.
+  EdgeSession(training::ModelHalf& edge, const PreparedJob& job, SessionOptions o);
+  ~EdgeSession();
+
+  std::uint64_t step() const;  // steps applied = the number of the next step
+  std::uint64_t nonce() const;
+  const PreparedJob& job() const { return job_; }
+  training::ModelHalf& half();
+  training::HalfState& state();
+  transport::Hello hello(const std::string& client_id) const;
+
+  // Hello, then agree on a step with the cloud (rolling back if the cloud is
+  // behind). Returns the step to train next.
+  std::uint64_t connect(SessionLink& link, const std::string& client_id);
+  // Trains step() on this batch. Returns nullopt when the cloud refused the
+  // step for its order and the session rolled back: feed the batch of step() next.
+  std::optional<training::StepMetrics> train_step(SessionLink& link, const training::TaskBatch& b);
+  void rollback_to(std::uint64_t step);  // own checkpoint of exactly that step
+  std::vector<std::uint64_t> checkpoints() const;
+  std::uint64_t checkpoint_every() const { return every_; }
+
+ private:
+  void init(SessionOptions o);
+  void reconcile(std::uint64_t cloud_step);
+  PreparedJob job_;
+  std::unique_ptr<training::ModelHalf> owned_;
+  training::ModelHalf* half_;
+  std::unique_ptr<training::EdgeTrainer> trainer_;
+  struct Store;
+  std::unique_ptr<Store> store_;
+  std::uint64_t nonce_ = 0, every_ = 0;
+  std::string client_id_;
+};
+
+// One logical session on the cloud: thread-safe, called from server workers.
+class CloudSession {
+ public:
+  CloudSession(const PreparedJob& job, SessionOptions o);  // resumes from state_dir's newest checkpoint
+  CloudSession(training::ModelHalf& cloud, const PreparedJob& job, SessionOptions o);
+  ~CloudSession();
+
+  // Hello, Forward or Checkpoint -> Welcome, Backward, CheckpointAck or Error.
+  // Never throws: every refusal is an Error message with a SessionErrc code.
+  transport::Message handle(const transport::Message& m);
+
+  std::uint64_t next_step() const;
+  std::uint64_t applied() const { return applied_.load(); }  // steps applied since construction
+  std::uint64_t replayed() const { return replayed_.load(); }
+  std::uint64_t waiters() const { return waiters_.load(); }  // repeats waiting for the step in flight
+  training::ModelHalf& half();
+  // Tests: runs after a step is applied and before its reply is returned.
+  std::function<void(std::uint64_t step)> after_apply;
+
+ private:
+  void init(SessionOptions o);
+  transport::Message on_hello(const transport::Hello& h);
+  transport::Message on_forward(const transport::Message& m);
+  transport::Message on_checkpoint(const transport::Checkpoint& c);
+  PreparedJob job_;
+  StepSpec spec_;
+  std::unique_ptr<training::ModelHalf> owned_;
+  training::ModelHalf* half_;
+  std::unique_ptr<training::CloudTrainer> trainer_;
+  struct Store;
+  std::unique_ptr<Store> store_;
+  std::uint64_t every_ = 0;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool running_ = false;
+  std::uint64_t running_step_ = 0;
+  std::optional<std::uint64_t> last_step_;
+  std::shared_ptr<const transport::Message> last_reply_;
+  std::atomic<std::uint64_t> applied_{0}, replayed_{0}, waiters_{0};
+};
+
+// Cloud sessions of one job, keyed by the transport's session key (client
+// identity | client id | nonce); each keeps its checkpoints in its own folder
+// under root_dir, so a restarted server finds them again. Its handle() is a
+// transport::Handler.
+class CloudSessions {
+ public:
+  CloudSessions(PreparedJob job, std::string root_dir, SessionOptions base = {});
+  transport::Message handle(const transport::PeerInfo& peer, transport::Message&& m);
+  std::shared_ptr<CloudSession> find(const std::string& session_key) const;
+  std::size_t size() const;
+  std::uint64_t applied() const;  // over all sessions
+  std::function<void(CloudSession&)> on_create;  // tests: hooks on new sessions
+
+ private:
+  PreparedJob job_;
+  std::string root_;
+  SessionOptions base_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<CloudSession>> sessions_;
+};
+
+}  // namespace seam::session

@@ -1,0 +1,201 @@
+#include <filesystem>
+
+#include "seam/session/session.hpp"
+#include "state_store.hpp"
+
+namespace seam::session {
+
+namespace t = seam::training;
+namespace st = seam::transport;
+
+struct CloudSession::Store : detail::StateStore {
+  using detail::StateStore::StateStore;
+};
+
+CloudSession::CloudSession(const PreparedJob& job, SessionOptions o)
+    : job_(job), owned_(std::make_unique<t::ModelHalf>(load_cloud_half(job))), half_(owned_.get()) {
+  init(std::move(o));
+}
+
+CloudSession::CloudSession(t::ModelHalf& cloud, const PreparedJob& job, SessionOptions o) : job_(job), half_(&cloud) {
+  init(std::move(o));
+}
+
+CloudSession::~CloudSession() = default;
+
+void CloudSession::init(SessionOptions o) {
+  spec_ = step_spec(job_.spec.model, job_.spec.half);
+  trainer_ = std::make_unique<t::CloudTrainer>(*half_, job_.spec.half);
+  detail::place_delta_buffers(trainer_->state(), o.delta_ram_limit_bytes, o.state_dir);
+  store_ = std::make_unique<Store>(o.state_dir, o.keep_checkpoints, false, &job_.spec.model, job_.fingerprint);
+  if (store_->enabled()) {
+    auto all = store_->steps();
+    if (!all.empty()) store_->load(all.back(), trainer_->state());
+  }
+}
+
+std::uint64_t CloudSession::next_step() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return trainer_->steps_done();
+}
+
+t::ModelHalf& CloudSession::half() { return *half_; }
+
+st::Message CloudSession::handle(const st::Message& m) {
+  try {
+    if (auto* h = m.as<st::Hello>()) return on_hello(*h);
+    if (m.as<st::Forward>()) return on_forward(m);
+    if (auto* c = m.as<st::Checkpoint>()) return on_checkpoint(*c);
+    return error_message(SessionErrc::bad_field, std::string("a session does not take ") + st::to_string(m.type()) + " messages");
+  } catch (const SessionError& e) {
+    return error_message(e.code(), e.what());
+  } catch (const std::exception& e) {
+    return error_message(SessionErrc::handler_failed, e.what());
+  }
+}
+
+st::Message CloudSession::on_hello(const st::Hello& h) {
+  if (h.job_fingerprint != job_.fingerprint || h.job_fields != job_.fields) {
+    auto why = compare_fields(job_.fields, h.job_fields);
+    if (why.empty()) why = "fingerprint " + h.job_fingerprint + " is not this job's " + job_.fingerprint;
+    throw SessionError(SessionErrc::job_mismatch, "hello refused: not this job: " + why);
+  }
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return !running_; });
+  every_ = store_->enabled() ? h.checkpoint_every : 0;
+  const std::uint64_t mine = trainer_->steps_done(), theirs = h.resume_step;
+  const bool reattach = theirs == mine || (theirs + 1 == mine && last_step_ == theirs);
+  if (!reattach && theirs < mine) {
+    // The edge is behind (it restarted from a checkpoint): go back to ours of
+    // that step, or the newest before it; the edge then rolls back to match.
+    auto k = store_->newest_at_most(theirs);
+    if (!k)
+      throw SessionError(SessionErrc::step_order, "edge resumes at step " + std::to_string(theirs) +
+                                                      " but the cloud, at step " + std::to_string(mine) +
+                                                      ", has no checkpoint at or before it");
+    store_->load(*k, trainer_->state());
+    last_step_.reset();
+    last_reply_.reset();
+  }
+  if (every_ > 0 && !store_->has(trainer_->steps_done()) && trainer_->steps_done() == 0) store_->save(trainer_->state());
+  st::Welcome w;
+  w.server_id = "seam";
+  w.session_id = job_.fingerprint.substr(0, 16) + "-" + std::to_string(h.session_nonce);
+  w.next_step = trainer_->steps_done();
+  w.resumed = w.next_step > 0;
+  w.checkpoint_every = every_;
+  st::Message out;
+  out.body = w;
+  return out;
+}
+
+st::Message CloudSession::on_forward(const st::Message& m) {
+  const std::uint64_t s = m.as<st::Forward>()->step_id;
+  std::unique_lock<std::mutex> l(mu_);
+  // A repeat of the step in flight waits for its result.
+  if (running_ && running_step_ == s) {
+    ++waiters_;
+    cv_.wait(l, [&] { return !(running_ && running_step_ == s); });
+    --waiters_;
+  }
+  const std::uint64_t next = trainer_->steps_done();
+  if (last_step_ == s && last_reply_) {
+    ++replayed_;
+    return *last_reply_;
+  }
+  if (running_ || s != next)
+    throw SessionError(SessionErrc::step_order, "step " + std::to_string(s) + " refused: the cloud expects step " +
+                                                    std::to_string(running_ ? running_step_ + 1 : next) +
+                                                    (s > next ? " (a step from the future)" : " (a stale step)"));
+  // Validate everything before any state changes.
+  t::StepRequest r = parse_forward(m, spec_);
+  running_ = true;
+  running_step_ = s;
+  l.unlock();
+  st::Message reply;
+  try {
+    reply = backward_message(trainer_->step(r));
+  } catch (...) {
+    l.lock();
+    running_ = false;
+    cv_.notify_all();
+    throw;
+  }
+  ++applied_;
+  if (after_apply) after_apply(s);
+  l.lock();
+  running_ = false;
+  last_step_ = s;
+  last_reply_ = std::make_shared<const st::Message>(reply);
+  cv_.notify_all();
+  return reply;
+}
+
+st::Message CloudSession::on_checkpoint(const st::Checkpoint& c) {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return !running_; });
+  if (!store_->enabled() || every_ == 0)
+    throw SessionError(SessionErrc::checkpoint_failed, "this session was agreed without checkpoints");
+  const std::uint64_t next = trainer_->steps_done();
+  if (c.step_id != next)
+    throw SessionError(SessionErrc::step_order, "checkpoint of step " + std::to_string(c.step_id) +
+                                                    " refused: the cloud is at step " + std::to_string(next));
+  st::CheckpointAck ack;
+  ack.step_id = c.step_id;
+  ack.path = store_->save(trainer_->state());
+  st::Message out;
+  out.body = ack;
+  return out;
+}
+
+// ---------------------------------------------------------------- registry
+
+CloudSessions::CloudSessions(PreparedJob job, std::string root_dir, SessionOptions base)
+    : job_(std::move(job)), root_(std::move(root_dir)), base_(std::move(base)) {}
+
+st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
+  if (peer.session_key.empty())
+    return error_message(SessionErrc::no_session, std::string("send Hello before ") + st::to_string(m.type()));
+  std::shared_ptr<CloudSession> s;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = sessions_.find(peer.session_key);
+    if (it != sessions_.end()) {
+      s = it->second;
+    } else {
+      if (!m.as<st::Hello>())
+        return error_message(SessionErrc::no_session, std::string("no session for this connection; send Hello before ") +
+                                                          st::to_string(m.type()));
+      SessionOptions o = base_;
+      o.state_dir = root_.empty() ? "" : root_ + "/" + sha256_hex(peer.session_key).substr(0, 24);
+      try {
+        s = std::make_shared<CloudSession>(job_, o);
+      } catch (const std::exception& e) {
+        return error_message(SessionErrc::handler_failed, std::string("cannot open the session: ") + e.what());
+      }
+      if (on_create) on_create(*s);
+      sessions_[peer.session_key] = s;
+    }
+  }
+  return s->handle(m);
+}
+
+std::shared_ptr<CloudSession> CloudSessions::find(const std::string& key) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = sessions_.find(key);
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+std::size_t CloudSessions::size() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return sessions_.size();
+}
+
+std::uint64_t CloudSessions::applied() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::uint64_t n = 0;
+  for (const auto& kv : sessions_) n += kv.second->applied();
+  return n;
+}
+
+}  // namespace seam::session

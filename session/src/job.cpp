@@ -1,0 +1,315 @@
+#include "seam/session/job.hpp"
+
+#include <openssl/evp.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+
+#include "seam/compression/codec.hpp"
+#include "seam/training/checkpoint.hpp"
+#include "state_store.hpp"
+
+namespace seam::session {
+
+namespace fs = std::filesystem;
+namespace t = seam::training;
+
+namespace {
+
+std::string hex(const unsigned char* p, unsigned n) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (unsigned i = 0; i < n; ++i) {
+    s += d[p[i] >> 4];
+    s += d[p[i] & 15];
+  }
+  return s;
+}
+
+struct Sha256 {
+  Sha256() : ctx(EVP_MD_CTX_new()) {
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) throw std::runtime_error("SHA-256 unavailable");
+  }
+  ~Sha256() { EVP_MD_CTX_free(ctx); }
+  void add(const void* p, std::size_t n) { EVP_DigestUpdate(ctx, p, n); }
+  void add(const std::string& s) { add(s.data(), s.size()); }
+  std::string done() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_DigestFinal_ex(ctx, md, &n);
+    return hex(md, n);
+  }
+  EVP_MD_CTX* ctx;
+};
+
+std::string file_sha256(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("job: cannot read '" + path + "'");
+  Sha256 h;
+  std::vector<char> buf(1 << 16);
+  while (f) {
+    f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    h.add(buf.data(), static_cast<std::size_t>(f.gcount()));
+  }
+  return h.done();
+}
+
+std::map<std::string, std::string> parse_lines(const std::string& text, const std::string& what) {
+  std::map<std::string, std::string> kv;
+  std::istringstream is(text);
+  std::string line;
+  while (std::getline(is, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    auto eq = line.find('=');
+    if (eq == std::string::npos) throw std::invalid_argument(what + ": line '" + line + "' is not key=value");
+    if (!kv.emplace(line.substr(0, eq), line.substr(eq + 1)).second)
+      throw std::invalid_argument(what + ": key '" + line.substr(0, eq) + "' given twice");
+  }
+  return kv;
+}
+
+// Whole-value parse: "12abc" is an error, not 12.
+template <class T>
+T parse_number(const std::string& k, const std::string& v) {
+  std::size_t used = 0;
+  T x{};
+  try {
+    if constexpr (std::is_floating_point_v<T>) x = static_cast<T>(std::stod(v, &used));
+    else x = static_cast<T>(std::stoll(v, &used));
+  } catch (const std::logic_error&) {
+    used = 0;
+  }
+  if (used == 0 || used != v.size())
+    throw std::invalid_argument("job: value '" + v + "' of '" + k + "' is not " +
+                                (std::is_floating_point_v<T> ? "a number" : "an integer"));
+  return x;
+}
+
+std::string num(double x) {
+  std::ostringstream os;
+  os.precision(17);
+  os << x;
+  return os.str();
+}
+
+}  // namespace
+
+std::string sha256_hex(const std::string& bytes) {
+  Sha256 h;
+  h.add(bytes);
+  return h.done();
+}
+
+std::string weights_sha256(const t::ModelHalf& half) {
+  Sha256 h;
+  auto add_all = [&](const t::NamedTensors& ts) {
+    for (const auto& [name, tensor] : ts) {
+      at::Tensor c = tensor.detach().contiguous();
+      std::ostringstream os;
+      os << name << '|' << c.sizes() << '|' << c.scalar_type() << '|';
+      h.add(os.str());
+      h.add(c.data_ptr(), c.nbytes());
+    }
+  };
+  add_all(half.named_parameters());
+  add_all(half.named_buffers());
+  return h.done();
+}
+
+void check_job(const JobSpec& j) {
+  if (j.half.task != j.model.task)
+    throw std::invalid_argument("job: training task '" + j.half.task + "' differs from the model's task '" + j.model.task + "'");
+  std::string up, down;
+  try {
+    up = compression::make_codec(j.half.up_codec)->spec();
+    down = compression::make_codec(j.half.down_codec)->spec();
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(std::string("job: ") + e.what());
+  }
+  if (j.model.c3_groups > 0 && up.find("delta") != std::string::npos)
+    throw std::invalid_argument(
+        "job: up codec '" + up + "' uses delta after C3 (c3_groups=" + std::to_string(j.model.c3_groups) +
+        "): delta keeps one buffer per stable sample id, but each C3 row binds a group of samples that changes every "
+        "epoch; use quant after C3 instead");
+  if (down.find("delta") != std::string::npos)
+    throw std::invalid_argument("job: down codec '" + down +
+                                "' uses delta: AC-SGD compresses gradients directly (quant), not as deltas");
+  t::check_model_config(j.model);  // SFT on a CNN, split out of range, ...
+}
+
+std::string job_to_string(const JobSpec& j) {
+  std::ostringstream os;
+  std::istringstream cfg(t::config_to_string(j.model));
+  std::string line;
+  while (std::getline(cfg, line))
+    if (!line.empty()) os << "model." << line << "\n";
+  const auto& o = j.half.optim;
+  os << "up_codec=" << j.half.up_codec << "\ndown_codec=" << j.half.down_codec << "\ncodec_seed=" << j.half.seed
+     << "\noptim.kind=" << o.kind << "\noptim.lr=" << num(o.lr) << "\noptim.weight_decay=" << num(o.weight_decay)
+     << "\noptim.momentum=" << num(o.momentum) << "\noptim.beta1=" << num(o.beta1) << "\noptim.beta2=" << num(o.beta2)
+     << "\noptim.eps=" << num(o.eps) << "\noptim.warmup_steps=" << o.warmup_steps
+     << "\noptim.total_steps=" << o.total_steps << "\noptim.schedule=" << o.schedule
+     << "\noptim.clip_norm=" << num(o.clip_norm) << "\npretrained=" << j.pretrained << "\n";
+  return os.str();
+}
+
+JobSpec job_from_string(const std::string& text) {
+  JobSpec j;
+  std::string model;
+  for (const auto& [k, v] : parse_lines(text, "job")) {
+    auto& o = j.half.optim;
+    if (k.rfind("model.", 0) == 0) model += k.substr(6) + "=" + v + "\n";
+    else if (k == "up_codec") j.half.up_codec = v;
+    else if (k == "down_codec") j.half.down_codec = v;
+    else if (k == "codec_seed") j.half.seed = static_cast<std::uint64_t>(parse_number<long long>(k, v));
+    else if (k == "optim.kind") o.kind = v;
+    else if (k == "optim.lr") o.lr = parse_number<double>(k, v);
+    else if (k == "optim.weight_decay") o.weight_decay = parse_number<double>(k, v);
+    else if (k == "optim.momentum") o.momentum = parse_number<double>(k, v);
+    else if (k == "optim.beta1") o.beta1 = parse_number<double>(k, v);
+    else if (k == "optim.beta2") o.beta2 = parse_number<double>(k, v);
+    else if (k == "optim.eps") o.eps = parse_number<double>(k, v);
+    else if (k == "optim.warmup_steps") o.warmup_steps = parse_number<long long>(k, v);
+    else if (k == "optim.total_steps") o.total_steps = parse_number<long long>(k, v);
+    else if (k == "optim.schedule") o.schedule = v;
+    else if (k == "optim.clip_norm") o.clip_norm = parse_number<double>(k, v);
+    else if (k == "pretrained") j.pretrained = v;
+    else throw std::invalid_argument("job: unknown key '" + k + "'");
+  }
+  try {
+    j.model = t::config_from_string(model);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(std::string("job: model.") + e.what());
+  }
+  j.half.task = j.model.task;
+  return j;
+}
+
+std::string job_fields(const JobSpec& j, const std::string& edge_sha) {
+  // Paths are left out: the same job may sit at another path on each machine;
+  // the initial weights are covered by their hash. Codec specs are canonical.
+  std::ostringstream os;
+  std::istringstream in(job_to_string(j));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model.script_", 0) == 0 || line.rfind("pretrained=", 0) == 0) continue;
+    if (line.rfind("up_codec=", 0) == 0) line = "up_codec=" + compression::make_codec(j.half.up_codec)->spec();
+    if (line.rfind("down_codec=", 0) == 0) line = "down_codec=" + compression::make_codec(j.half.down_codec)->spec();
+    os << line << "\n";
+  }
+  os << "edge_weights_sha256=" << edge_sha << "\n";
+  return os.str();
+}
+
+std::string compare_fields(const std::string& mine, const std::string& theirs) {
+  if (mine == theirs) return "";
+  std::map<std::string, std::string> b;
+  std::vector<std::pair<std::string, std::string>> a;  // in line order: config fields before the weights' hash
+  try {
+    b = parse_lines(theirs, "job fields");
+    auto mine_kv = parse_lines(mine, "job fields");
+    std::istringstream is(mine);
+    std::string line;
+    while (std::getline(is, line)) {
+      auto eq = line.find('=');
+      if (eq != std::string::npos) a.emplace_back(line.substr(0, eq), mine_kv[line.substr(0, eq)]);
+    }
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  for (const auto& [k, v] : a) {
+    auto it = b.find(k);
+    if (it == b.end()) return "field '" + k + "' is missing from the peer's job (here: '" + v + "')";
+    if (it->second != v) return "field '" + k + "' differs: here '" + v + "', peer '" + it->second + "'";
+  }
+  for (const auto& [k, v] : b) {
+    bool known = false;
+    for (const auto& kv : a) known = known || kv.first == k;
+    if (!known) return "field '" + k + "' is unknown here (peer: '" + v + "')";
+  }
+  return "job fields differ in layout";
+}
+
+PreparedJob in_memory_job(const JobSpec& j, const t::ModelHalf& edge) {
+  PreparedJob p;
+  p.spec = j;
+  p.edge_weights_sha256 = weights_sha256(edge);
+  p.fields = job_fields(j, p.edge_weights_sha256);
+  p.fingerprint = sha256_hex(p.fields);
+  return p;
+}
+
+void prepare_job(const JobSpec& j, const std::string& dir) {
+  check_job(j);
+  if (j.model.kind == "torchscript")
+    throw std::invalid_argument("job: TorchScript models cannot be prepared as jobs yet (use seam-train in one process)");
+  if (fs::exists(dir)) throw std::runtime_error("job folder '" + dir + "' exists; remove it to prepare the job again");
+  auto sm = t::build_split_model(j.model, j.pretrained);
+  const std::string tmp = dir + ".tmp-" + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    auto write_half = [&](const char* file, t::ModelHalf* edge, t::ModelHalf* cloud) {
+      t::CheckpointParts parts{&j.model, edge, cloud, nullptr, nullptr, 0, "job-init"};
+      t::save_checkpoint(tmp + "/" + file, parts);
+    };
+    write_half("edge_init.pt", &sm.edge, nullptr);
+    write_half("cloud_init.pt", nullptr, &sm.cloud);
+    detail::write_file_synced(tmp + "/job.conf", job_to_string(j));
+    std::ostringstream man;
+    for (const char* f : {"job.conf", "edge_init.pt", "cloud_init.pt"})
+      man << "sha256." << f << "=" << file_sha256(tmp + "/" + f) << "\n";
+    man << "edge_weights_sha256=" << weights_sha256(sm.edge) << "\n";
+    detail::write_file_synced(tmp + "/manifest", man.str());
+    detail::rename_synced(tmp, dir);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+PreparedJob load_job(const std::string& dir) {
+  if (!fs::is_directory(dir)) throw std::runtime_error("job folder '" + dir + "' does not exist (run prepare first)");
+  auto man = parse_lines(detail::read_file(dir + "/manifest"), dir + "/manifest");
+  for (const char* f : {"job.conf", "edge_init.pt", "cloud_init.pt"}) {
+    auto it = man.find(std::string("sha256.") + f);
+    if (it == man.end()) throw std::runtime_error(dir + "/manifest: no hash for '" + f + "'");
+    if (file_sha256(dir + "/" + f) != it->second)
+      throw std::runtime_error("job file '" + dir + "/" + f + "' does not match its manifest hash (changed or damaged)");
+  }
+  PreparedJob p;
+  p.spec = job_from_string(detail::read_file(dir + "/job.conf"));
+  check_job(p.spec);
+  p.dir = dir;
+  p.edge_weights_sha256 = man.count("edge_weights_sha256") ? man["edge_weights_sha256"] : "";
+  if (p.edge_weights_sha256.empty()) throw std::runtime_error(dir + "/manifest: no edge_weights_sha256");
+  p.fields = job_fields(p.spec, p.edge_weights_sha256);
+  p.fingerprint = sha256_hex(p.fields);
+  return p;
+}
+
+namespace {
+t::ModelHalf load_half(const PreparedJob& j, bool edge) {
+  auto sm = t::build_split_model(j.spec.model, "", /*derive=*/false);
+  t::ModelHalf half = std::move(edge ? sm.edge : sm.cloud);
+  t::CheckpointParts parts;
+  parts.config = &j.spec.model;
+  (edge ? parts.edge : parts.cloud) = &half;
+  parts.fingerprint = "job-init";
+  t::load_checkpoint(j.dir + (edge ? "/edge_init.pt" : "/cloud_init.pt"), parts);
+  if (edge && weights_sha256(half) != j.edge_weights_sha256)
+    throw std::runtime_error("job '" + j.dir + "': edge weights do not match the manifest's edge_weights_sha256");
+  return half;
+}
+}  // namespace
+
+t::ModelHalf load_edge_half(const PreparedJob& j) { return load_half(j, true); }
+t::ModelHalf load_cloud_half(const PreparedJob& j) { return load_half(j, false); }
+
+}  // namespace seam::session

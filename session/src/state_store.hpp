@@ -1,0 +1,44 @@
+#pragma once
+// Internal: atomic files and the checkpoints of one side of a session.
+// A checkpoint is a folder DIR/step-<20 digits>/ holding half.pt (weights,
+// buffers, optimizer, step), codec-up.bin and codec-down.bin (codec contexts,
+// AC-SGD buffers included). It is written as a temp folder, fsynced, and
+// renamed into place, so a crash leaves either the whole checkpoint or none.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "seam/training/model.hpp"
+#include "seam/training/split_step.hpp"
+
+namespace seam::session::detail {
+
+void write_file_synced(const std::string& path, const std::string& bytes);  // temp, fsync, rename, fsync dir
+void rename_synced(const std::string& from, const std::string& to);
+std::string read_file(const std::string& path);
+// AC-SGD buffers: RAM up to `ram_limit`, then spill files in the session's folder.
+void place_delta_buffers(training::HalfState& st, std::size_t ram_limit, const std::string& dir);
+
+class StateStore {
+ public:
+  StateStore(std::string dir, int keep, bool edge, const training::ModelConfig* config, std::string fingerprint);
+  bool enabled() const { return !dir_.empty(); }
+  const std::string& dir() const { return dir_; }
+  std::vector<std::uint64_t> steps() const;  // ascending
+  std::optional<std::uint64_t> newest_at_most(std::uint64_t step) const;
+  bool has(std::uint64_t step) const;
+  // Saves the state at its current step (keeps the newest `keep` checkpoints).
+  std::string save(training::HalfState& st) const;
+  void load(std::uint64_t step, training::HalfState& st) const;
+
+ private:
+  std::string path_of(std::uint64_t step) const;
+  std::string dir_;
+  int keep_;
+  bool edge_;
+  const training::ModelConfig* config_;
+  std::string fingerprint_;
+};
+
+}  // namespace seam::session::detail

@@ -1,0 +1,591 @@
+// Split sessions: the step protocol over real TLS equals the in-process run
+// bit for bit, through faults at every phase of a step, restarts of either
+// side, duplicates and bad messages.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <set>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "seam/compression/codec.hpp"
+#include "seam/session/links.hpp"
+#include "seam/session/run.hpp"
+#include "seam/transport/errors.hpp"
+#include "session/session_test_util.hpp"
+
+extern char** environ;
+
+namespace {
+
+namespace ss = seam::session;
+namespace t = seam::training;
+namespace st = seam::transport;
+using ss::test::batch_of;
+
+struct Params {
+  t::NamedTensors edge, cloud;
+};
+
+Params snapshot(t::ModelHalf& edge, t::ModelHalf& cloud) {
+  Params p;
+  for (auto& [n, x] : edge.named_parameters()) p.edge.emplace_back(n, x.detach().clone());
+  for (auto& [n, x] : cloud.named_parameters()) p.cloud.emplace_back(n, x.detach().clone());
+  return p;
+}
+
+void expect_identical(const Params& a, const Params& b) {
+  ASSERT_EQ(a.edge.size(), b.edge.size());
+  ASSERT_EQ(a.cloud.size(), b.cloud.size());
+  for (const auto* side : {&a.edge, &a.cloud}) {
+    const auto& other = side == &a.edge ? b.edge : b.cloud;
+    for (std::size_t i = 0; i < side->size(); ++i) {
+      EXPECT_EQ((*side)[i].first, other[i].first);
+      EXPECT_TRUE(torch::equal((*side)[i].second, other[i].second)) << "parameter " << (*side)[i].first << " differs";
+    }
+  }
+}
+
+const ss::PreparedJob& prepared(bool chain) {
+  static std::map<bool, ss::PreparedJob> jobs;
+  static std::mutex mu;
+  std::lock_guard<std::mutex> l(mu);
+  auto it = jobs.find(chain);
+  if (it != jobs.end()) return it->second;
+  auto dir = ss::test::temp_dir(chain ? "job_chain" : "job_none") + "/job";
+  ss::prepare_job(ss::test::test_job(chain), dir);
+  return jobs[chain] = ss::load_job(dir);
+}
+
+// The uninterrupted reference: both halves in this process.
+Params reference(const ss::PreparedJob& job, std::uint64_t steps) {
+  ss::CloudSession cloud(job, {});
+  ss::EdgeSession edge(job, {});
+  ss::InProcessLink link(cloud);
+  edge.connect(link, "ref");
+  while (edge.step() < steps) EXPECT_TRUE(edge.train_step(link, batch_of(edge.step())).has_value());
+  return snapshot(edge.half(), cloud.half());
+}
+
+// Trains until `steps`, calling before(k) ahead of each attempt at step k.
+template <class Before>
+void train(ss::EdgeSession& edge, ss::SessionLink& link, std::uint64_t steps, Before before) {
+  while (edge.step() < steps) {
+    before(edge.step());
+    edge.train_step(link, batch_of(edge.step()));
+  }
+}
+
+Params cloud_params_of(ss::CloudSessions& sessions, ss::EdgeSession& edge) {
+  auto key = std::string("CN=edge-1|edge|") + std::to_string(edge.nonce());
+  auto s = sessions.find(key);
+  if (!s) {
+    ADD_FAILURE() << "no cloud session " << key;
+    return {};
+  }
+  return snapshot(edge.half(), s->half());
+}
+
+// ------------------------------------------------------------ a faulty TCP proxy
+
+// Forwards bytes between the edge and the server, and cuts connections on
+// command: now, or after N more bytes in one direction.
+class Proxy {
+ public:
+  explicit Proxy(std::uint16_t target) : target_(target) {
+    lfd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(lfd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd_, 16) != 0)
+      throw std::runtime_error("proxy: cannot listen");
+    socklen_t n = sizeof a;
+    ::getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &n);
+    port_ = ntohs(a.sin_port);
+    acceptor_ = std::thread([this] { accept_loop(); });
+  }
+  ~Proxy() {
+    stop_ = true;
+    ::shutdown(lfd_, SHUT_RDWR);
+    ::close(lfd_);
+    acceptor_.join();
+    cut_all();
+    for (auto& th : pumps_) th.join();
+    std::lock_guard<std::mutex> l(mu_);
+    for (int fd : fds_) ::close(fd);
+  }
+  std::uint16_t port() const { return port_; }
+  void cut_all() {
+    std::lock_guard<std::mutex> l(mu_);
+    for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    ++cuts_;
+  }
+  void cut_up_after(std::int64_t n) { up_budget_ = n; }
+  void cut_down_after(std::int64_t n) { down_budget_ = n; }
+  int cuts() const { return cuts_.load(); }
+
+ private:
+  void accept_loop() {
+    while (!stop_) {
+      int c = ::accept(lfd_, nullptr, nullptr);
+      if (c < 0) return;
+      int s = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(target_);
+      if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(c);
+        ::close(s);
+        continue;
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      fds_.push_back(c);
+      fds_.push_back(s);
+      pumps_.emplace_back([this, c, s] { pump(c, s, up_budget_); });
+      pumps_.emplace_back([this, c, s] { pump(s, c, down_budget_); });
+    }
+  }
+  // Copies from -> to; when `budget` (armed >= 0) runs out mid-chunk, forwards
+  // exactly the budget and cuts the connection.
+  void pump(int from, int to, std::atomic<std::int64_t>& budget) {
+    std::vector<char> buf(1 << 14);
+    for (;;) {
+      ssize_t n = ::read(from, buf.data(), buf.size());
+      if (n <= 0) break;
+      std::int64_t b = budget.load();
+      std::size_t send = static_cast<std::size_t>(n);
+      bool cut = false;
+      if (b >= 0) {
+        if (b < n) {
+          send = static_cast<std::size_t>(b);
+          cut = true;
+          budget = -1;
+        } else {
+          budget = b - n;
+        }
+      }
+      for (std::size_t off = 0; off < send;) {
+        ssize_t w = ::write(to, buf.data() + off, send - off);
+        if (w <= 0) break;
+        off += static_cast<std::size_t>(w);
+      }
+      if (cut) {
+        ::shutdown(from, SHUT_RDWR);
+        ::shutdown(to, SHUT_RDWR);
+        ++cuts_;
+        break;
+      }
+    }
+    ::shutdown(to, SHUT_WR);
+  }
+  std::uint16_t target_, port_ = 0;
+  int lfd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::int64_t> up_budget_{-1}, down_budget_{-1};
+  std::atomic<int> cuts_{0};
+  std::mutex mu_;
+  std::vector<int> fds_;
+  std::vector<std::thread> pumps_;
+  std::thread acceptor_;
+};
+
+// ------------------------------------------------------------ tests
+
+class SessionOverTls : public ::testing::TestWithParam<bool> {};
+
+TEST_P(SessionOverTls, NetworkEqualsInProcessBitForBit) {
+  const auto& job = prepared(GetParam());
+  const std::uint64_t steps = 6;
+  auto ref = reference(job, steps);
+  ss::test::CloudServer cloud(job, "");
+  ss::EdgeSession edge(job, {});
+  ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), cloud.server.port()));
+  edge.connect(link, "edge");
+  train(edge, link, steps, [](std::uint64_t) {});
+  expect_identical(ref, cloud_params_of(cloud.sessions, edge));
+  EXPECT_EQ(cloud.sessions.applied(), steps);
+  EXPECT_GT(link.stats().bytes_up, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Codecs, SessionOverTls, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? std::string("SftDeltaQuant") : std::string("None"); });
+
+TEST(SessionFaults, EveryPhaseOfAStepSeveralTimesGivesTheUninterruptedResult) {
+  const auto& job = prepared(false);  // codec none: frames of ~35 KB, so a cut can land inside one
+  const std::uint64_t steps = 10;
+  auto ref = reference(job, steps);
+  ss::test::CloudServer cloud(job, "");
+  Proxy proxy(cloud.server.port());
+  std::atomic<int> cut_after_apply{-1};
+  cloud.sessions.on_create = [&](ss::CloudSession& s) {
+    s.after_apply = [&](std::uint64_t step) {
+      if (static_cast<int>(step) == cut_after_apply.load()) {
+        cut_after_apply = -1;
+        proxy.cut_all();  // the step is applied; its reply cannot leave
+      }
+    };
+  };
+  ss::EdgeSession edge(job, {});
+  ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), proxy.port()));
+  edge.connect(link, "edge");
+  std::set<std::uint64_t> done;
+  train(edge, link, steps, [&](std::uint64_t k) {
+    if (!done.insert(k).second) return;
+    switch (k) {
+      case 1: case 6: proxy.cut_all(); break;               // before the send
+      case 2: case 7: proxy.cut_up_after(8000); break;      // mid-upload
+      case 3: case 8: cut_after_apply = static_cast<int>(k); break;  // applied, reply not sent
+      case 4: case 9: proxy.cut_down_after(8000); break;    // mid-download
+      default: break;
+    }
+  });
+  EXPECT_GE(proxy.cuts(), 8);
+  EXPECT_GE(link.client().reconnects(), 8u);
+  EXPECT_EQ(cloud.sessions.applied(), steps) << "a step was applied twice";
+  expect_identical(ref, cloud_params_of(cloud.sessions, edge));
+}
+
+TEST(SessionRestart, CloudRebuiltFromItsCheckpointsResumesBitForBit) {
+  const auto& job = prepared(true);
+  const std::uint64_t steps = 10;
+  auto ref = reference(job, steps);
+  auto root = ss::test::temp_dir("cloud_restart");
+  auto cloud = std::make_unique<ss::test::CloudServer>(job, root + "/cloud");
+  const auto port = cloud->server.port();
+  ss::SessionOptions eo;
+  eo.state_dir = root + "/edge";
+  eo.checkpoint_every = 3;
+  ss::EdgeSession edge(job, eo);
+  ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), port));
+  edge.connect(link, "edge");
+  bool restarted = false;
+  std::uint64_t rolled_back_to = 0;
+  train(edge, link, steps, [&](std::uint64_t k) {
+    if (k == 7 && !restarted) {  // the cloud checkpointed at 6 and applied step 6 since
+      restarted = true;
+      cloud.reset();
+      cloud = std::make_unique<ss::test::CloudServer>(job, root + "/cloud", port);
+    }
+    if (restarted && rolled_back_to == 0 && k < 7) rolled_back_to = k;
+  });
+  EXPECT_EQ(rolled_back_to, 6u);
+  expect_identical(ref, cloud_params_of(cloud->sessions, edge));
+  EXPECT_EQ(cloud->sessions.applied(), 4u);  // steps 6..9 after the restart
+}
+
+TEST(SessionRestart, KilledCloudProcessResumesBitForBit) {
+  const auto& job = prepared(true);
+  const std::uint64_t steps = 8;  // a multiple of the checkpoint interval: both sides save the end state
+  auto ref = reference(job, steps);
+  auto root = ss::test::temp_dir("cloud_kill");
+  const std::string exe = SEAM_SESSION_SERVER;
+  auto spawn = [&](std::uint16_t port) {
+    int out[2];
+    EXPECT_EQ(::pipe(out), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    std::vector<std::string> args = {exe, job.dir, root + "/cloud", ss::test::pki_dir(), std::to_string(port)};
+    std::vector<char*> argv;
+    for (auto& x : args) argv.push_back(x.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    EXPECT_EQ(posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(out[1]);
+    std::string line;
+    char ch;
+    while (::read(out[0], &ch, 1) == 1 && ch != '\n') line += ch;
+    ::close(out[0]);
+    EXPECT_EQ(line.rfind("listening ", 0), 0u) << "server said: " << line;
+    return std::pair<pid_t, std::uint16_t>(pid, static_cast<std::uint16_t>(std::atoi(line.c_str() + 10)));
+  };
+  auto [pid, port] = spawn(0);
+  ASSERT_GT(port, 0);
+  ss::SessionOptions eo;
+  eo.state_dir = root + "/edge";
+  eo.checkpoint_every = 4;
+  ss::EdgeSession edge(job, eo);
+  ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), port));
+  edge.connect(link, "edge");
+  bool killed = false;
+  std::uint64_t replayed_from = 0;
+  train(edge, link, steps, [&](std::uint64_t k) {
+    if (k == 6 && !killed) {  // the cloud checkpointed at 4 and applied 4 and 5 since
+      killed = true;
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      pid = spawn(port).first;
+    }
+    if (killed && replayed_from == 0 && k < 6) replayed_from = k;
+  });
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  EXPECT_EQ(replayed_from, 4u);
+  // The cloud half lives in the other process: its checkpoint of the last
+  // step, loaded here, must equal the reference's cloud half.
+  const std::string key = "CN=edge-1|edge|" + std::to_string(edge.nonce());
+  ss::SessionOptions co;
+  co.state_dir = root + "/cloud/" + ss::sha256_hex(key).substr(0, 24);
+  ss::CloudSession saved(job, co);
+  EXPECT_EQ(saved.next_step(), steps);
+  expect_identical(ref, snapshot(edge.half(), saved.half()));
+}
+
+TEST(SessionRestart, EdgeRestartedFromItsCheckpointResumesBitForBit) {
+  const auto& job = prepared(true);
+  const std::uint64_t steps = 10;
+  auto ref = reference(job, steps);
+  auto root = ss::test::temp_dir("edge_restart");
+  ss::test::CloudServer cloud(job, root + "/cloud");
+  ss::SessionOptions eo;
+  eo.state_dir = root + "/edge";
+  eo.checkpoint_every = 3;
+  std::uint64_t nonce = 0;
+  {
+    ss::EdgeSession edge(job, eo);
+    nonce = edge.nonce();
+    ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), cloud.server.port()));
+    edge.connect(link, "edge");
+    train(edge, link, 8, [](std::uint64_t) {});
+  }  // the edge process "dies" at step 8; its newest checkpoint is step 6
+  ss::EdgeSession edge(job, eo);
+  EXPECT_EQ(edge.nonce(), nonce);
+  EXPECT_EQ(edge.step(), 6u);
+  ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), cloud.server.port()));
+  EXPECT_EQ(edge.connect(link, "edge"), 6u);  // the cloud, at 8, rolled back to its checkpoint of 6
+  train(edge, link, steps, [](std::uint64_t) {});
+  expect_identical(ref, cloud_params_of(cloud.sessions, edge));
+}
+
+TEST(SessionSteps, ADuplicateWhileInFlightGetsTheSameReplyAndTheStepIsAppliedOnce) {
+  const auto& job = prepared(false);
+  ss::CloudSession cloud(job, {});
+  ss::EdgeSession edge(job, {});
+  ss::InProcessLink link(cloud);
+  edge.connect(link, "dup");
+  // Build step 0's forward frame as the edge would.
+  auto b = batch_of(0);
+  auto a = edge.half().forward(b.x, t::BatchContext{{}, ss::test::kBatch});
+  seam::compression::CodecContext ctx(job.spec.half.seed);
+  t::StepRequest req;
+  req.step = 0;
+  req.sample_ids = b.ids;
+  req.labels = b.labels;
+  req.activations = seam::compression::make_codec("none")->encode(a.detach(), ctx);
+  const st::Message fw = ss::forward_message(req);
+
+  std::atomic<bool> release{false};
+  cloud.after_apply = [&](std::uint64_t) {
+    for (int i = 0; i < 20000 && !release; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  };
+  st::Message first, second;
+  std::thread t1([&] { first = cloud.handle(fw); });
+  ASSERT_TRUE([&] {
+    for (int i = 0; i < 20000; ++i) {
+      if (cloud.applied() == 1) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  }()) << "the first request never reached the step";
+  std::thread t2([&] { second = cloud.handle(fw); });
+  bool waited = false;
+  for (int i = 0; i < 20000 && !waited; ++i) {
+    waited = cloud.waiters() == 1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  release = true;
+  t1.join();
+  t2.join();
+  EXPECT_TRUE(waited) << "the duplicate did not wait for the step in flight";
+  ASSERT_TRUE(first.as<st::Backward>()) << (first.as<st::ErrorInfo>() ? first.as<st::ErrorInfo>()->text : "");
+  ASSERT_TRUE(second.as<st::Backward>());
+  EXPECT_EQ(first.as<st::Backward>()->loss, second.as<st::Backward>()->loss);
+  EXPECT_EQ(first.sections.at(0).bytes, second.sections.at(0).bytes);
+  EXPECT_EQ(cloud.applied(), 1u);
+  EXPECT_EQ(cloud.replayed(), 1u);
+  // A third repeat after the fact is answered from the saved reply too.
+  auto third = cloud.handle(fw);
+  EXPECT_EQ(third.sections.at(0).bytes, first.sections.at(0).bytes);
+  EXPECT_EQ(cloud.applied(), 1u);
+}
+
+// Error text of a refused request sent through a raw transport client.
+std::string refusal(st::Client& c, st::Message m, std::uint32_t want_code) {
+  try {
+    c.request(std::move(m));
+  } catch (const st::TransportError& e) {
+    EXPECT_EQ(e.peer_code(), want_code) << e.what();
+    return e.peer_text();
+  }
+  ADD_FAILURE() << "request was not refused";
+  return "";
+}
+
+TEST(SessionSteps, BadStepMessagesAreRefusedByFieldWhileAnotherSessionTrainsOn) {
+  const auto& job = prepared(false);
+  const std::uint64_t steps = 4;
+  auto ref = reference(job, steps);
+  ss::test::CloudServer cloud(job, "");
+  // A good session trains two steps, the bad client sends its messages, the good one trains on.
+  ss::EdgeSession good(job, {});
+  ss::TlsLink good_link(ss::test::client_options(ss::test::pki_dir(), cloud.server.port()));
+  good.connect(good_link, "edge");
+  train(good, good_link, 2, [](std::uint64_t) {});
+
+  ss::EdgeSession bad_edge(job, {});
+  st::Client bad(ss::test::client_options(ss::test::pki_dir(), cloud.server.port()));
+  bad.connect(bad_edge.hello("bad"));
+  auto b = batch_of(0);
+  auto a = bad_edge.half().forward(b.x, t::BatchContext{{}, ss::test::kBatch});
+  seam::compression::CodecContext ctx(0);
+  t::StepRequest req;
+  req.sample_ids = b.ids;
+  req.labels = b.labels;
+  req.activations = seam::compression::make_codec("none")->encode(a.detach(), ctx);
+  const auto bad_field = static_cast<std::uint32_t>(ss::SessionErrc::bad_field);
+
+  auto r = req;
+  r.labels = b.labels.to(torch::kFloat);
+  auto why = refusal(bad, ss::forward_message(r), bad_field);
+  EXPECT_NE(why.find("field 'labels': dtype f32, expected int64"), std::string::npos) << why;
+
+  r = req;
+  r.sample_ids.push_back(99);
+  why = refusal(bad, ss::forward_message(r), bad_field);
+  EXPECT_NE(why.find("field 'labels': shape [16], expected [17] (one per sample id)"), std::string::npos) << why;
+
+  r = req;
+  r.activations = seam::compression::make_codec("quant:bits=8")->encode(a.detach(), ctx);
+  why = refusal(bad, ss::forward_message(r), bad_field);
+  EXPECT_NE(why.find("field 'activations': codec 'quant:bits=8"), std::string::npos) << why;
+  EXPECT_NE(why.find("is not the negotiated 'none'"), std::string::npos) << why;
+
+  r = req;
+  r.step = 5;
+  why = refusal(bad, ss::forward_message(r), static_cast<std::uint32_t>(ss::SessionErrc::step_order));
+  EXPECT_NE(why.find("step 5 refused: the cloud expects step 0 (a step from the future)"), std::string::npos) << why;
+
+  auto m = ss::forward_message(req);
+  m.sections.erase(m.sections.begin() + 1);  // labels
+  why = refusal(bad, m, bad_field);
+  EXPECT_NE(why.find("field 'labels': missing section"), std::string::npos) << why;
+
+  r = req;
+  r.sample_ids[1] = r.sample_ids[0];
+  why = refusal(bad, ss::forward_message(r), bad_field);
+  EXPECT_NE(why.find("field 'sample_ids': id 0 appears twice"), std::string::npos) << why;
+
+  r = req;
+  r.labels = b.labels.clone();
+  r.labels[3] = 10;
+  why = refusal(bad, ss::forward_message(r), bad_field);
+  EXPECT_NE(why.find("field 'labels': value 10 out of range [0, 10)"), std::string::npos) << why;
+
+  // None of it was applied; the bad session can still train its step 0.
+  train(good, good_link, steps, [](std::uint64_t) {});
+  expect_identical(ref, cloud_params_of(cloud.sessions, good));
+  EXPECT_EQ(cloud.sessions.applied(), steps);
+}
+
+TEST(SessionJob, AMismatchedJobIsRefusedNamingTheField) {
+  const auto& job = prepared(false);
+  auto other = ss::test::test_job(false);
+  other.model.seed = 8;  // other initial weights and C3 keys
+  auto dir = ss::test::temp_dir("job_other") + "/job";
+  ss::prepare_job(other, dir);
+  auto other_job = ss::load_job(dir);
+  ss::CloudSession cloud(job, {});
+  ss::EdgeSession edge(other_job, {});
+  ss::InProcessLink link(cloud);
+  try {
+    edge.connect(link, "x");
+    FAIL() << "hello was accepted";
+  } catch (const ss::SessionError& e) {
+    EXPECT_EQ(e.code(), ss::SessionErrc::job_mismatch);
+    EXPECT_NE(std::string(e.what()).find("field 'model.seed' differs: here '7', peer '8'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SessionJob, ThePreparedFilesAreCheckedAgainstTheManifest) {
+  auto dir = ss::test::temp_dir("job_tamper") + "/job";
+  ss::prepare_job(ss::test::test_job(true), dir);
+  EXPECT_NO_THROW(ss::load_job(dir));
+  {
+    std::ofstream f(dir + "/cloud_init.pt", std::ios::app | std::ios::binary);
+    f << "x";
+  }
+  try {
+    ss::load_job(dir);
+    FAIL() << "a changed file was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cloud_init.pt' does not match its manifest hash"), std::string::npos) << e.what();
+  }
+  try {
+    ss::prepare_job(ss::test::test_job(true), dir);
+    FAIL() << "an existing job was overwritten";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("exists"), std::string::npos);
+  }
+}
+
+TEST(SessionJob, TheEdgeFingerprintNeedsOnlyTheEdgeFilesAndCoversSeedAndCodecs) {
+  const auto& job = prepared(true);
+  // The fields name the seed, the canonical codec specs and the edge weights' hash.
+  EXPECT_NE(job.fields.find("model.seed=7\n"), std::string::npos);
+  EXPECT_NE(job.fields.find("codec_seed=11\n"), std::string::npos);
+  EXPECT_NE(job.fields.find("up_codec=delta:bits=4"), std::string::npos);
+  EXPECT_NE(job.fields.find("edge_weights_sha256=" + job.edge_weights_sha256), std::string::npos);
+  ss::EdgeSession edge(job, {});
+  EXPECT_EQ(edge.hello("e").job_fingerprint, ss::sha256_hex(job.fields));
+  EXPECT_EQ(ss::weights_sha256(edge.half()), job.edge_weights_sha256);
+}
+
+TEST(SessionJob, ImpossibleCompositionsAreRefusedWithTheReason) {
+  auto msg = [](ss::JobSpec j) {
+    try {
+      ss::check_job(j);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  auto j = ss::test::test_job(false);
+  j.model.c3_groups = 4;
+  j.half.up_codec = "delta:bits=4";
+  EXPECT_NE(msg(j).find("uses delta after C3"), std::string::npos) << msg(j);
+  j.half.up_codec = "quant:bits=4";
+  EXPECT_EQ(msg(j), "accepted");
+  j = ss::test::test_job(false);
+  j.model.kind = "cnn";
+  j.model.sft_rank = 4;
+  EXPECT_NE(msg(j).find("sft_rank needs a transformer"), std::string::npos) << msg(j);
+  j = ss::test::test_job(false);
+  j.half.down_codec = "delta:bits=8";
+  EXPECT_NE(msg(j).find("down codec 'delta"), std::string::npos) << msg(j);
+  j = ss::test::test_job(false);
+  j.half.up_codec = "qaunt";
+  EXPECT_NE(msg(j).find("unknown codec stage 'qaunt'"), std::string::npos) << msg(j);
+}
+
+TEST(SessionState, ModelsDoNotDependOnTheGlobalGenerator) {
+  auto c = ss::test::test_job(true).model;
+  torch::manual_seed(1);
+  auto a = t::build_split_model(c);
+  torch::manual_seed(2);
+  auto b = t::build_split_model(c);
+  expect_identical(snapshot(a.edge, a.cloud), snapshot(b.edge, b.cloud));
+}
+
+}  // namespace

@@ -1,0 +1,105 @@
+#pragma once
+// Shared by the session tests and their server program: a PKI made at test
+// time, prepared test jobs, deterministic batches and a TLS server of sessions.
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "seam/session/job.hpp"
+#include "seam/session/session.hpp"
+#include "seam/transport/channel.hpp"
+
+namespace seam::session::test {
+
+inline std::string temp_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("seam_session_" + std::to_string(::getpid()) + "_" + name);
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d.string();
+}
+
+inline const std::string& pki_dir() {
+  static const std::string dir = [] {
+    auto d = temp_dir("pki");
+    std::string cmd = std::string("bash ") + SEAM_SOURCE_DIR + "/scripts/gen-certs.sh " + d + " >/dev/null";
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("gen-certs.sh failed");
+    return d;
+  }();
+  return dir;
+}
+
+inline transport::ServerOptions server_options(const std::string& pki, std::uint16_t port = 0) {
+  transport::ServerOptions o;
+  o.port = port;
+  o.tls.cert_file = pki + "/server.pem";
+  o.tls.key_file = pki + "/server.key";
+  o.tls.ca_file = pki + "/ca.pem";
+  return o;
+}
+
+inline transport::ClientOptions client_options(const std::string& pki, std::uint16_t port) {
+  transport::ClientOptions o;
+  o.port = port;
+  o.tls.ca_file = pki + "/ca.pem";
+  o.tls.cert_file = pki + "/client.pem";
+  o.tls.key_file = pki + "/client.key";
+  o.connect_timeout = transport::Millis(5000);
+  o.request_timeout = transport::Millis(20000);
+  o.max_attempts = 6;
+  o.backoff_initial = transport::Millis(20);
+  o.backoff_max = transport::Millis(500);
+  return o;
+}
+
+// A small ViT job: `chain` = SFT bottleneck (r=4) with delta (AC-SGD) up and
+// 8-bit quant down; otherwise codec none both ways, no SFT.
+inline JobSpec test_job(bool chain) {
+  JobSpec j;
+  auto& c = j.model;
+  c.kind = "vit";
+  c.width = 32;
+  c.depth = 2;
+  c.heads = 4;
+  c.mlp_ratio = 2;
+  c.split = chain ? 2 : 1;
+  c.sft_rank = chain ? 4 : 0;
+  c.seed = 7;
+  j.half.task = "classify";
+  j.half.up_codec = chain ? "delta:bits=4" : "none";
+  j.half.down_codec = chain ? "quant:bits=8" : "none";
+  j.half.seed = 11;
+  j.half.optim.lr = 2e-3;
+  return j;
+}
+
+constexpr std::int64_t kBatch = 16;
+constexpr std::int64_t kPool = 48;  // sample ids repeat, so delta sees known samples
+
+// Batch k: a function of k alone, so a replay after a rollback sees the same data.
+inline training::TaskBatch batch_of(std::uint64_t k) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(1000 + k);
+  training::TaskBatch b;
+  b.x = at::randn({kBatch, 1, 28, 28}, g);
+  b.labels = at::randint(0, 10, {kBatch}, g, at::kLong);
+  for (std::int64_t i = 0; i < kBatch; ++i) b.ids.push_back((static_cast<std::int64_t>(k) * kBatch + i) % kPool);
+  return b;
+}
+
+// A TLS server whose handler is a CloudSessions registry.
+struct CloudServer {
+  CloudServer(const PreparedJob& job, const std::string& root, std::uint16_t port = 0)
+      : sessions(job, root), server(server_options(pki_dir(), port), [this](const transport::PeerInfo& p, transport::Message&& m) {
+          return sessions.handle(p, std::move(m));
+        }) {
+    server.start();
+  }
+  CloudSessions sessions;
+  transport::Server server;
+};
+
+}  // namespace seam::session::test
