@@ -249,6 +249,7 @@ std::unique_ptr<StageState> load_lowrank_state(ByteReader& r) {
       continue;
     }
     auto shape = r.get_shape();
+    if (static_cast<std::uint64_t>(shape_numel(shape)) > r.remaining() / 4) r.fail("lowrank state truncated");
     at::Tensor t = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
     std::memcpy(t.data_ptr(), r.take(t.nbytes()), t.nbytes());
     st->basis.push_back(t);

@@ -64,8 +64,8 @@ st::Message CloudSession::on_hello(const st::Hello& h) {
   cv_.wait(l, [&] { return !running_; });
   every_ = store_->enabled() ? h.checkpoint_every : 0;
   const std::uint64_t mine = trainer_->steps_done(), theirs = h.resume_step;
-  const bool reattach = theirs == mine || (theirs + 1 == mine && last_step_ == theirs);
-  if (!reattach && theirs < mine) {
+  const bool reattach = !dirty_ && (theirs == mine || (theirs + 1 == mine && last_step_ == theirs));
+  if (!reattach && (theirs < mine || dirty_)) {
     // The edge is behind (it restarted from a checkpoint): go back to ours of
     // that step, or the newest before it; the edge then rolls back to match.
     auto k = store_->newest_at_most(theirs);
@@ -76,6 +76,7 @@ st::Message CloudSession::on_hello(const st::Hello& h) {
     store_->load(*k, trainer_->state());
     last_step_.reset();
     last_reply_.reset();
+    dirty_ = false;
   }
   if (every_ > 0 && !store_->has(trainer_->steps_done()) && trainer_->steps_done() == 0) store_->save(trainer_->state());
   st::Welcome w;
@@ -103,6 +104,10 @@ st::Message CloudSession::on_forward(const st::Message& m) {
     ++replayed_;
     return *last_reply_;
   }
+  if (dirty_)
+    throw SessionError(SessionErrc::step_order, "step " + std::to_string(s) + " refused: a failed step at " +
+                                                    std::to_string(next) +
+                                                    " left the session's state changed; send Hello to resume from a checkpoint");
   if (running_ || s != next)
     throw SessionError(SessionErrc::step_order, "step " + std::to_string(s) + " refused: the cloud expects step " +
                                                     std::to_string(running_ ? running_step_ + 1 : next) +
@@ -115,14 +120,18 @@ st::Message CloudSession::on_forward(const st::Message& m) {
   st::Message reply;
   try {
     reply = backward_message(trainer_->step(r));
+    ++applied_;
+    if (after_apply) after_apply(s);
   } catch (...) {
+    // A step can fail after it changed state (delta buffers decoded, an
+    // optimizer step taken): never apply a retry on top of that; only a
+    // rollback to a checkpoint (on the next Hello) clears it.
     l.lock();
     running_ = false;
+    dirty_ = true;
     cv_.notify_all();
     throw;
   }
-  ++applied_;
-  if (after_apply) after_apply(s);
   l.lock();
   running_ = false;
   last_step_ = s;

@@ -153,6 +153,8 @@ training::StepRequest parse_forward(const st::Message& m, const StepSpec& spec) 
     if (msh.size() != 2 || msh[0] != b || msh[1] < 1 || (spec.max_len > 0 && msh[1] > spec.max_len))
       bad(step, "attention_mask", "shape " + shape_str(msh) + ", expected [" + std::to_string(b) + ", L] with 1 <= L <= " +
                                       std::to_string(spec.max_len));
+    if (token_task && msh[1] != lsh[1])
+      bad(step, "attention_mask", "shape " + shape_str(msh) + " does not match the labels' " + shape_str(lsh));
     r.attention_mask = tensor_of(ms);
     if (r.attention_mask.ne(0).logical_and(r.attention_mask.ne(1)).any().item<bool>())
       bad(step, "attention_mask", "values other than 0 and 1");

@@ -589,3 +589,42 @@ TEST(SessionState, ModelsDoNotDependOnTheGlobalGenerator) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(SessionSteps, AStepThatFailsAfterChangingStateIsNeverAppliedOnTopUntilARollback) {
+  const auto& job = prepared(false);
+  auto root = ss::test::temp_dir("dirty");
+  ss::SessionOptions co, eo;
+  co.state_dir = root + "/cloud";
+  eo.state_dir = root + "/edge";
+  eo.checkpoint_every = 2;
+  ss::CloudSession cloud(job, co);
+  ss::EdgeSession edge(job, eo);
+  ss::InProcessLink link(cloud);
+  edge.connect(link, "e");
+  // NaN activations pass validation (codec none), then the loss is not finite.
+  auto b = batch_of(0);
+  t::StepRequest req;
+  req.sample_ids = b.ids;
+  req.labels = b.labels;
+  seam::compression::CodecContext ctx(0);
+  req.activations = seam::compression::make_codec("none")->encode(torch::full({ss::test::kBatch, 17, 32}, NAN), ctx);
+  auto r = cloud.handle(ss::forward_message(req));
+  ASSERT_TRUE(r.as<st::ErrorInfo>());
+  EXPECT_EQ(r.as<st::ErrorInfo>()->code, static_cast<std::uint32_t>(ss::SessionErrc::handler_failed));
+  EXPECT_NE(r.as<st::ErrorInfo>()->text.find("loss is not finite"), std::string::npos) << r.as<st::ErrorInfo>()->text;
+  // Even a valid step 0 is now refused until a Hello rolls the cloud back.
+  try {
+    auto m = edge.train_step(link, batch_of(0));
+    EXPECT_FALSE(m.has_value()) << "the refused step should make the edge reconnect and roll back";
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << e.what();
+  }
+  EXPECT_EQ(edge.step(), 0u);
+  while (edge.step() < 4) edge.train_step(link, batch_of(edge.step()));
+  auto ref = reference(job, 4);
+  expect_identical(ref, snapshot(edge.half(), cloud.half()));
+}
+
+}  // namespace

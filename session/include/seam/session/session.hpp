@@ -120,6 +120,7 @@ class CloudSession {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool running_ = false;
+  bool dirty_ = false;  // a step failed after changing state: only a rollback clears it
   std::uint64_t running_step_ = 0;
   std::optional<std::uint64_t> last_step_;
   std::shared_ptr<const transport::Message> last_reply_;

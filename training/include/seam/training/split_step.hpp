@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -125,7 +126,7 @@ class HalfState {
   std::unique_ptr<Optimizer> opt_;
   std::unique_ptr<Codecs> codecs_;
   std::unique_ptr<compression::CodecContext> up_ctx_, down_ctx_;
-  std::uint64_t steps_ = 0;
+  std::atomic<std::uint64_t> steps_{0};  // read by sessions while a step runs
   // Edge: the request of a step whose reply never came. A retried step
   // re-sends these exact bytes: encoding again would advance the delta
   // buffers twice while the cloud (which may have applied it) saw one update.
