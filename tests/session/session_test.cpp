@@ -218,7 +218,7 @@ TEST_P(SessionOverTls, NetworkEqualsInProcessBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Codecs, SessionOverTls, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? std::string("SftDeltaQuant") : std::string("None"); });
+                         [](const auto& p) { return p.param ? std::string("SftDeltaQuant") : std::string("None"); });
 
 TEST(SessionFaults, EveryPhaseOfAStepSeveralTimesGivesTheUninterruptedResult) {
   const auto& job = prepared(false);  // codec none: frames of ~35 KB, so a cut can land inside one
