@@ -41,10 +41,10 @@ std::uint64_t CloudSession::next_step() const {
 
 t::ModelHalf& CloudSession::half() { return *half_; }
 
-st::Message CloudSession::handle(const st::Message& m) {
+st::Message CloudSession::handle(st::Message m) {
   try {
     if (auto* h = m.as<st::Hello>()) return on_hello(*h);
-    if (m.as<st::Forward>()) return on_forward(m);
+    if (m.as<st::Forward>()) return on_forward(std::move(m));
     if (auto* c = m.as<st::Checkpoint>()) return on_checkpoint(*c);
     return error_message(SessionErrc::bad_field, std::string("a session does not take ") + st::to_string(m.type()) + " messages");
   } catch (const SessionError& e) {
@@ -78,7 +78,7 @@ st::Message CloudSession::on_hello(const st::Hello& h) {
     last_reply_.reset();
     dirty_ = false;
   }
-  if (every_ > 0 && !store_->has(trainer_->steps_done()) && trainer_->steps_done() == 0) store_->save(trainer_->state());
+  if (every_ > 0 && trainer_->steps_done() == 0) store_->save(trainer_->state());  // a point to roll back to
   st::Welcome w;
   w.server_id = "seam";
   w.session_id = job_.fingerprint.substr(0, 16) + "-" + std::to_string(h.session_nonce);
@@ -90,7 +90,7 @@ st::Message CloudSession::on_hello(const st::Hello& h) {
   return out;
 }
 
-st::Message CloudSession::on_forward(const st::Message& m) {
+st::Message CloudSession::on_forward(st::Message&& m) {
   const std::uint64_t s = m.as<st::Forward>()->step_id;
   std::unique_lock<std::mutex> l(mu_);
   // A repeat of the step in flight waits for its result.
@@ -113,7 +113,7 @@ st::Message CloudSession::on_forward(const st::Message& m) {
                                                     std::to_string(running_ ? running_step_ + 1 : next) +
                                                     (s > next ? " (a step from the future)" : " (a stale step)"));
   // Validate everything before any state changes.
-  t::StepRequest r = parse_forward(m, spec_);
+  t::StepRequest r = parse_forward(std::move(m), spec_);
   running_ = true;
   running_step_ = s;
   l.unlock();
@@ -186,7 +186,7 @@ st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
       sessions_[peer.session_key] = s;
     }
   }
-  return s->handle(m);
+  return s->handle(std::move(m));
 }
 
 std::shared_ptr<CloudSession> CloudSessions::find(const std::string& key) const {

@@ -55,10 +55,11 @@ at::Tensor tensor_of(const st::Section& s) {
 }
 
 // Exactly the named sections, each at most once; required ones present.
-std::map<std::string, const st::Section*> sections_of(const st::Message& m, std::uint64_t step,
-                                                      const std::vector<std::pair<std::string, bool>>& allowed) {
-  std::map<std::string, const st::Section*> out;
-  for (const auto& s : m.sections) {
+// Msg is Message (parse_forward moves bytes out) or const Message.
+template <class Msg>
+auto sections_of(Msg& m, std::uint64_t step, const std::vector<std::pair<std::string, bool>>& allowed) {
+  std::map<std::string, decltype(&m.sections[0])> out;
+  for (auto& s : m.sections) {
     bool known = false;
     for (const auto& a : allowed) known = known || a.first == s.info.name;
     if (!known) bad(step, s.info.name, "unknown section");
@@ -111,7 +112,7 @@ st::Message forward_message(const training::StepRequest& r) {
   return m;
 }
 
-training::StepRequest parse_forward(const st::Message& m, const StepSpec& spec) {
+training::StepRequest parse_forward(st::Message&& m, const StepSpec& spec) {
   const auto* f = m.as<st::Forward>();
   if (!f) throw SessionError(SessionErrc::bad_field, std::string("expected a forward message, got ") + st::to_string(m.type()));
   const std::uint64_t step = f->step_id;
@@ -136,7 +137,7 @@ training::StepRequest parse_forward(const st::Message& m, const StepSpec& spec) 
   training::StepRequest r;
   r.step = step;
   r.sample_ids = f->sample_ids;
-  r.activations = secs["activations"]->bytes;
+  r.activations = std::move(secs["activations"]->bytes);
   r.labels = tensor_of(ls);
   const std::int64_t hi = token_task ? spec.vocab : spec.classes;
   if (hi > 0 && r.labels.numel() > 0) {
@@ -200,7 +201,9 @@ st::Message error_message(SessionErrc code, const std::string& text) {
 void throw_if_error(const st::Message& m) {
   const auto* e = m.as<st::ErrorInfo>();
   if (!e) return;
-  const auto c = e->code >= 1001 && e->code <= 1005 ? static_cast<SessionErrc>(e->code) : SessionErrc::handler_failed;
+  const bool ours = e->code > static_cast<std::uint32_t>(SessionErrc::handler_failed) &&
+                    e->code <= static_cast<std::uint32_t>(kLastSessionErrc);
+  const auto c = ours ? static_cast<SessionErrc>(e->code) : SessionErrc::handler_failed;
   throw SessionError(c, e->text);
 }
 

@@ -145,7 +145,7 @@ std::string StateStore::save(t::HalfState& st) const {
 void StateStore::load(std::uint64_t step, t::HalfState& st) const {
   const std::string d = path_of(step);
   if (!fs::is_directory(d)) throw std::runtime_error("no checkpoint of step " + std::to_string(step) + " in '" + dir_ + "'");
-  // Codec states first (they can be refused without touching anything).
+  // Codec states first, into spares (they can be refused without touching anything).
   const std::string up = read_file(d + "/codec-up.bin"), down = read_file(d + "/codec-down.bin");
   compression::CodecContext up_probe(st.up_context().seed), down_probe(st.down_context().seed);
   up_probe.delta_store = st.up_context().delta_store;
@@ -160,8 +160,8 @@ void StateStore::load(std::uint64_t step, t::HalfState& st) const {
   const auto saved = t::load_checkpoint(d + "/half.pt", parts);
   if (saved != static_cast<std::int64_t>(step))
     throw std::runtime_error("checkpoint '" + d + "' holds step " + std::to_string(saved));
-  st.up_context().load_state(reinterpret_cast<const std::uint8_t*>(up.data()), up.size());
-  st.down_context().load_state(reinterpret_cast<const std::uint8_t*>(down.data()), down.size());
+  st.up_context().swap_state(up_probe);
+  st.down_context().swap_state(down_probe);
   st.set_steps_done(step);
 }
 

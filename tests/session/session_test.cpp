@@ -74,6 +74,14 @@ Params reference(const ss::PreparedJob& job, std::uint64_t steps) {
   return snapshot(edge.half(), cloud.half());
 }
 
+// An edge that checkpoints every `every` steps in ROOT/edge.
+ss::SessionOptions edge_options(const std::string& root, std::uint64_t every) {
+  ss::SessionOptions o;
+  o.state_dir = root + "/edge";
+  o.checkpoint_every = every;
+  return o;
+}
+
 // Trains until `steps`, calling before(k) ahead of each attempt at step k.
 template <class Before>
 void train(ss::EdgeSession& edge, ss::SessionLink& link, std::uint64_t steps, Before before) {
@@ -262,9 +270,7 @@ TEST(SessionRestart, CloudRebuiltFromItsCheckpointsResumesBitForBit) {
   auto root = ss::test::temp_dir("cloud_restart");
   auto cloud = std::make_unique<ss::test::CloudServer>(job, root + "/cloud");
   const auto port = cloud->server.port();
-  ss::SessionOptions eo;
-  eo.state_dir = root + "/edge";
-  eo.checkpoint_every = 3;
+  auto eo = edge_options(root, 3);
   ss::EdgeSession edge(job, eo);
   ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), port));
   edge.connect(link, "edge");
@@ -313,9 +319,7 @@ TEST(SessionRestart, KilledCloudProcessResumesBitForBit) {
   };
   auto [pid, port] = spawn(0);
   ASSERT_GT(port, 0);
-  ss::SessionOptions eo;
-  eo.state_dir = root + "/edge";
-  eo.checkpoint_every = 4;
+  auto eo = edge_options(root, 4);
   ss::EdgeSession edge(job, eo);
   ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), port));
   edge.connect(link, "edge");
@@ -349,9 +353,7 @@ TEST(SessionRestart, EdgeRestartedFromItsCheckpointResumesBitForBit) {
   auto ref = reference(job, steps);
   auto root = ss::test::temp_dir("edge_restart");
   ss::test::CloudServer cloud(job, root + "/cloud");
-  ss::SessionOptions eo;
-  eo.state_dir = root + "/edge";
-  eo.checkpoint_every = 3;
+  auto eo = edge_options(root, 3);
   std::uint64_t nonce = 0;
   {
     ss::EdgeSession edge(job, eo);
@@ -359,6 +361,7 @@ TEST(SessionRestart, EdgeRestartedFromItsCheckpointResumesBitForBit) {
     ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), cloud.server.port()));
     edge.connect(link, "edge");
     train(edge, link, 8, [](std::uint64_t) {});
+    EXPECT_EQ(edge.checkpoints(), (std::vector<std::uint64_t>{0, 3, 6}));
   }  // the edge process "dies" at step 8; its newest checkpoint is step 6
   ss::EdgeSession edge(job, eo);
   EXPECT_EQ(edge.nonce(), nonce);
@@ -493,8 +496,9 @@ TEST(SessionSteps, BadStepMessagesAreRefusedByFieldWhileAnotherSessionTrainsOn) 
   why = refusal(bad, ss::forward_message(r), bad_field);
   EXPECT_NE(why.find("field 'labels': value 10 out of range [0, 10)"), std::string::npos) << why;
 
-  // None of it was applied; the bad session can still train its step 0.
+  // None of it was applied: the good session ends equal to the reference.
   train(good, good_link, steps, [](std::uint64_t) {});
+  EXPECT_EQ(cloud.sessions.size(), 2u);
   expect_identical(ref, cloud_params_of(cloud.sessions, good));
   EXPECT_EQ(cloud.sessions.applied(), steps);
 }
@@ -595,12 +599,10 @@ namespace {
 TEST(SessionSteps, AStepThatFailsAfterChangingStateIsNeverAppliedOnTopUntilARollback) {
   const auto& job = prepared(false);
   auto root = ss::test::temp_dir("dirty");
-  ss::SessionOptions co, eo;
+  ss::SessionOptions co;
   co.state_dir = root + "/cloud";
-  eo.state_dir = root + "/edge";
-  eo.checkpoint_every = 2;
   ss::CloudSession cloud(job, co);
-  ss::EdgeSession edge(job, eo);
+  ss::EdgeSession edge(job, edge_options(root, 2));
   ss::InProcessLink link(cloud);
   edge.connect(link, "e");
   // NaN activations pass validation (codec none), then the loss is not finite.

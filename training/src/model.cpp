@@ -370,9 +370,7 @@ namespace {
 // TorchScript models: halves are script submodules. Loading the file again
 // gives the same weights, so split and unsplit forms start identical.
 SplitModel build_script_model(const ModelConfig& c, bool split) {
-  if (c.script_path.empty()) throw std::invalid_argument("model config: torchscript needs script_path");
-  if (c.sft_rank > 0 || c.c3_groups > 0)
-    throw std::invalid_argument("model config: sft_rank and c3_groups are for native models");
+  check_model_config(c);
   auto edge = std::make_unique<ModelHalf::Impl>();
   auto cloud = std::make_unique<ModelHalf::Impl>();
   if (!c.script_back_path.empty()) {

@@ -67,6 +67,8 @@ class CodecContext {
   // leaving the current state untouched).
   std::vector<std::uint8_t> save_state() const;
   void load_state(const std::uint8_t* data, std::size_t size);
+  // Exchanges the stage states of two contexts (load into a spare, then swap in).
+  void swap_state(CodecContext& other) { states_.swap(other.states_); }
 
  private:
   std::map<std::string, std::unique_ptr<StageState>> states_;

@@ -20,8 +20,9 @@ enum class SessionErrc : std::uint32_t {
   bad_field = 1002,       // a field does not fit the negotiated session: the text names it
   job_mismatch = 1003,    // Hello for another job: the text names the field that differs
   no_session = 1004,      // a step or checkpoint before Hello
-  checkpoint_failed = 1005,
+  checkpoint_failed = 1005,  // keep last: kLastSessionErrc
 };
+inline constexpr SessionErrc kLastSessionErrc = SessionErrc::checkpoint_failed;
 
 class SessionError : public std::runtime_error {
  public:
@@ -51,7 +52,8 @@ transport::Message forward_message(const training::StepRequest& r);
 // anything that does not fit `spec`: label dtype, shape and range, id count and
 // uniqueness, mask shape and values, the codec spec, missing, unknown or
 // repeated sections.
-training::StepRequest parse_forward(const transport::Message& m, const StepSpec& spec);
+// The activations' bytes are moved out of `m`.
+training::StepRequest parse_forward(transport::Message&& m, const StepSpec& spec);
 
 // Reply -> Backward frame: loss and metrics ("correct", "cloud_ms") in the
 // body, section "gradient" (the codec message).

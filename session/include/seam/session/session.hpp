@@ -70,7 +70,6 @@ class EdgeSession {
   std::optional<training::StepMetrics> train_step(SessionLink& link, const training::TaskBatch& b);
   void rollback_to(std::uint64_t step);  // own checkpoint of exactly that step
   std::vector<std::uint64_t> checkpoints() const;
-  std::uint64_t checkpoint_every() const { return every_; }
 
  private:
   void init(SessionOptions o);
@@ -94,7 +93,8 @@ class CloudSession {
 
   // Hello, Forward or Checkpoint -> Welcome, Backward, CheckpointAck or Error.
   // Never throws: every refusal is an Error message with a SessionErrc code.
-  transport::Message handle(const transport::Message& m);
+  // Takes the message by value so a Forward's activations move, not copy.
+  transport::Message handle(transport::Message m);
 
   std::uint64_t next_step() const;
   std::uint64_t applied() const { return applied_.load(); }  // steps applied since construction
@@ -107,7 +107,7 @@ class CloudSession {
  private:
   void init(SessionOptions o);
   transport::Message on_hello(const transport::Hello& h);
-  transport::Message on_forward(const transport::Message& m);
+  transport::Message on_forward(transport::Message&& m);
   transport::Message on_checkpoint(const transport::Checkpoint& c);
   PreparedJob job_;
   StepSpec spec_;
