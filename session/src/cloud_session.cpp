@@ -54,12 +54,18 @@ st::Message CloudSession::handle(st::Message m) {
   }
 }
 
+namespace {
+// Names the first job field that differs; checked before any session exists.
+void check_hello_job(const PreparedJob& job, const st::Hello& h) {
+  if (h.job_fingerprint == job.fingerprint && h.job_fields == job.fields) return;
+  auto why = compare_fields(job.fields, h.job_fields);
+  if (why.empty()) why = "fingerprint " + h.job_fingerprint + " is not this job's " + job.fingerprint;
+  throw SessionError(SessionErrc::job_mismatch, "hello refused: not this job: " + why);
+}
+}  // namespace
+
 st::Message CloudSession::on_hello(const st::Hello& h) {
-  if (h.job_fingerprint != job_.fingerprint || h.job_fields != job_.fields) {
-    auto why = compare_fields(job_.fields, h.job_fields);
-    if (why.empty()) why = "fingerprint " + h.job_fingerprint + " is not this job's " + job_.fingerprint;
-    throw SessionError(SessionErrc::job_mismatch, "hello refused: not this job: " + why);
-  }
+  check_hello_job(job_, h);
   std::unique_lock<std::mutex> l(mu_);
   cv_.wait(l, [&] { return !running_; });
   every_ = store_->enabled() ? h.checkpoint_every : 0;
@@ -172,9 +178,15 @@ st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
     if (it != sessions_.end()) {
       s = it->second;
     } else {
-      if (!m.as<st::Hello>())
+      const auto* h = m.as<st::Hello>();
+      if (!h)
         return error_message(SessionErrc::no_session, std::string("no session for this connection; send Hello before ") +
                                                           st::to_string(m.type()));
+      try {  // a Hello for another job creates nothing (no model, no folder)
+        check_hello_job(job_, *h);
+      } catch (const SessionError& e) {
+        return error_message(e.code(), e.what());
+      }
       SessionOptions o = base_;
       o.state_dir = root_.empty() ? "" : root_ + "/" + sha256_hex(peer.session_key).substr(0, 24);
       try {

@@ -80,7 +80,12 @@ void place_delta_buffers(t::HalfState& st, std::size_t ram_limit, const std::str
 
 StateStore::StateStore(std::string dir, int keep, bool edge, const t::ModelConfig* config, std::string fingerprint)
     : dir_(std::move(dir)), keep_(std::max(2, keep)), edge_(edge), config_(config), fingerprint_(std::move(fingerprint)) {
-  if (!dir_.empty()) fs::create_directories(dir_);
+  if (dir_.empty()) return;
+  fs::create_directories(dir_);
+  // Temp folders of a writer that crashed before its rename: never a checkpoint.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir_))
+    if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path(), ec);
 }
 
 std::string StateStore::path_of(std::uint64_t step) const {

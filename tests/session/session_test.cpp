@@ -101,6 +101,17 @@ Params cloud_params_of(ss::CloudSessions& sessions, ss::EdgeSession& edge) {
   return snapshot(edge.half(), s->half());
 }
 
+// The folders this binary made under the temp directory go at exit.
+struct RemoveTempDirs : ::testing::Environment {
+  void TearDown() override {
+    const std::string prefix = "seam_session_" + std::to_string(::getpid()) + "_";
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec))
+      if (e.path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove_all(e.path(), ec);
+  }
+};
+[[maybe_unused]] auto* const kRemoveTempDirs = ::testing::AddGlobalTestEnvironment(new RemoveTempDirs);
+
 // ------------------------------------------------------------ a faulty TCP proxy
 
 // Forwards bytes between the edge and the server, and cuts connections on
@@ -520,6 +531,16 @@ TEST(SessionJob, AMismatchedJobIsRefusedNamingTheField) {
     EXPECT_EQ(e.code(), ss::SessionErrc::job_mismatch);
     EXPECT_NE(std::string(e.what()).find("field 'model.seed' differs: here '7', peer '8'"), std::string::npos) << e.what();
   }
+  // Through the registry, such a Hello creates no session at all.
+  ss::CloudSessions sessions(job, ss::test::temp_dir("job_other_root"));
+  st::PeerInfo peer;
+  peer.session_key = "CN=x|x|1";
+  st::Message hm;
+  hm.body = edge.hello("x");
+  auto r = sessions.handle(peer, std::move(hm));
+  ASSERT_TRUE(r.as<st::ErrorInfo>());
+  EXPECT_EQ(r.as<st::ErrorInfo>()->code, static_cast<std::uint32_t>(ss::SessionErrc::job_mismatch));
+  EXPECT_EQ(sessions.size(), 0u);
 }
 
 TEST(SessionJob, ThePreparedFilesAreCheckedAgainstTheManifest) {
@@ -581,6 +602,18 @@ TEST(SessionJob, ImpossibleCompositionsAreRefusedWithTheReason) {
   j = ss::test::test_job(false);
   j.half.up_codec = "qaunt";
   EXPECT_NE(msg(j).find("unknown codec stage 'qaunt'"), std::string::npos) << msg(j);
+}
+
+TEST(SessionState, TempFoldersOfACrashedWriterAreSweptAndNeverLoaded) {
+  const auto& job = prepared(false);
+  auto root = ss::test::temp_dir("sweep");
+  const auto junk = root + "/cloud/.tmp-step-00000000000000000003-12345";
+  std::filesystem::create_directories(junk);
+  ss::SessionOptions o;
+  o.state_dir = root + "/cloud";
+  ss::CloudSession cloud(job, o);
+  EXPECT_EQ(cloud.next_step(), 0u);
+  EXPECT_FALSE(std::filesystem::exists(junk));
 }
 
 TEST(SessionState, ModelsDoNotDependOnTheGlobalGenerator) {
