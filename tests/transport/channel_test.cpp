@@ -10,6 +10,7 @@
 #include <random>
 
 #include "byte_order.hpp"
+#include "progress_watch.hpp"
 #include "seam/transport/message.hpp"
 #include "transport_test_util.hpp"
 
@@ -31,6 +32,16 @@ class RawPeer {
   void send(const std::uint8_t* data, std::size_t n) { asio::write(socket_, asio::buffer(data, n)); }
   void send(const std::vector<std::uint8_t>& b) { send(b.data(), b.size()); }
   void half_close() { socket_.shutdown(asio::ip::tcp::socket::shutdown_send); }
+  // Whether the server has closed this connection (end of stream or a reset),
+  // without blocking; bytes that arrived instead are dropped.
+  bool closed_by_peer() {
+    socket_.non_blocking(true);
+    std::array<std::uint8_t, 256> buf;
+    std::error_code ec;
+    socket_.read_some(asio::buffer(buf), ec);
+    socket_.non_blocking(false);
+    return ec == asio::error::eof || ec == asio::error::connection_reset;
+  }
 
   // Appends to `into` until it holds `want` bytes, the peer closes, or 10 s
   // pass. Returns what stopped it: nothing (`want` reached), the stream's
@@ -838,6 +849,282 @@ TEST(ChannelResilience, StopDrainsAnInFlightReply) {
   server->stop();
   EXPECT_TRUE(fut.get());
   EXPECT_EQ(server->active_sessions(), 0);
+}
+
+// ---- slow links: timeouts measure progress (docs/wire-protocol.md, "Slow links")
+
+using detail::ProgressWatch;
+using Verdict = ProgressWatch::Verdict;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+TEST(SlowLinkWatch, StalledOnlyAfterAFullStallTimeoutWithoutProgress) {
+  const auto t0 = Clock::time_point{} + std::chrono::hours(1);
+  ProgressWatch w;
+  EXPECT_EQ(w.check(t0), Verdict::ok);  // nothing watched
+  w.start(t0, milliseconds(20000), detail::kNever);
+  // A slow frame: a little progress every 19.9 s keeps it alive for ten minutes.
+  auto t = t0;
+  for (int i = 0; i < 30; ++i) {
+    t += milliseconds(19900);
+    EXPECT_EQ(w.check(t), Verdict::ok) << i;
+    w.progress(t);
+  }
+  EXPECT_EQ(w.deadline(), t + milliseconds(20000));
+  EXPECT_EQ(w.check(t + milliseconds(19999)), Verdict::ok);
+  EXPECT_EQ(w.check(t + milliseconds(20000)), Verdict::stalled);
+  EXPECT_NE(w.describe(Verdict::stalled, "").find("stall_timeout"), std::string::npos);
+  w.stop();
+  EXPECT_EQ(w.check(t + seconds(3600)), Verdict::ok);
+  EXPECT_EQ(w.deadline(), detail::kNever);
+}
+
+TEST(SlowLinkWatch, SlowLorisIsCutByTheRateFloorOrTheCapWhateverItsProgress) {
+  const auto t0 = Clock::time_point{} + std::chrono::hours(1);
+  const milliseconds stall(20000);
+  const std::uint64_t frame = 1'000'000;  // declared by the header
+  // Rate floor 128 kbit/s: 20 s of grace + 8e6 bits / 128e3 = 82.5 s in all.
+  const auto floor = detail::frame_deadline(t0, frame, milliseconds(0), stall, 128e3);
+  EXPECT_EQ(floor, t0 + milliseconds(82500));
+  // A hard cap, when set, comes first if it is earlier.
+  EXPECT_EQ(detail::frame_deadline(t0, frame, milliseconds(30000), stall, 128e3), t0 + milliseconds(30000));
+  EXPECT_EQ(detail::frame_deadline(t0, frame, milliseconds(0), stall, 0), detail::kNever);
+  EXPECT_EQ(detail::frame_deadline(t0, ~std::uint64_t{0}, milliseconds(0), stall, 1e-9) > t0,
+            true);  // no overflow
+  for (auto hard : {floor, t0 + milliseconds(30000)}) {
+    ProgressWatch w;
+    w.start(t0, stall, hard);
+    // One byte every stall - 100 ms: never stalled, so only the hard deadline can cut it.
+    auto t = t0;
+    Verdict v = Verdict::ok;
+    while (v == Verdict::ok) {
+      t += stall - milliseconds(100);
+      v = w.check(t);
+      if (v == Verdict::ok) w.progress(t);
+    }
+    EXPECT_EQ(v, Verdict::overdue);
+    EXPECT_GE(t, hard);
+    EXPECT_LT(t, hard + stall);
+  }
+}
+
+// Answers every Forward with a small Backward (no sections back).
+Message small_reply(const PeerInfo& p, Message&& m) {
+  if (auto* f = m.as<Forward>()) {
+    Message r;
+    r.body = Backward{f->step_id, static_cast<double>(m.sections.at(0).bytes.size()), {}};
+    return r;
+  }
+  return echo(p, std::move(m));
+}
+
+// A 50 MB Forward up a 2 Mbit/s link, on a simulated clock that server and
+// client share: 200 s of link time pass in the milliseconds loopback takes.
+// One attempt only, so a retry would fail the request.
+struct SlowUpload {
+  static constexpr std::size_t kBytes = 50'000'000;
+  ManualClock clock;
+  std::unique_ptr<Server> server;
+  std::unique_ptr<Client> client;
+
+  // frame_cap, request_cap: the opt-in whole-frame (server) and whole-request
+  // (client) deadlines; 0 = none, the defaults.
+  SlowUpload(Millis frame_cap, Millis request_cap) {
+    ServerOptions so;
+    so.tls = plaintext();
+    so.clock = &clock;
+    so.io_timeout = frame_cap;
+    server = std::make_unique<Server>(so, small_reply);
+    server->start();
+    auto o = client_options(server->port(), plaintext());
+    o.clock = &clock;
+    o.link.rate_bits_per_s = 2e6;
+    o.request_timeout = request_cap;
+    o.max_attempts = 1;
+    client = std::make_unique<Client>(o);
+  }
+  Message send() { return client->request(forward(1, kBytes)); }
+};
+
+// The in-process shaper case: the frame takes 200 s of link time,
+// far beyond any whole-frame deadline, yet bytes move every 65 ms, so it
+// completes on the first attempt.
+TEST(SlowLink, FiftyMegabytesOverTwoMbitCompleteWithoutARetry) {
+  SlowUpload up(Millis(0), Millis(0));
+  const auto t0 = up.clock.now();
+  Message r = up.send();
+  const double link_s = std::chrono::duration<double>(up.clock.now() - t0).count();
+  ASSERT_NE(r.as<Backward>(), nullptr);
+  EXPECT_EQ(r.as<Backward>()->loss, static_cast<double>(SlowUpload::kBytes));  // every byte arrived
+  EXPECT_EQ(up.client->reconnects(), 0u);
+  EXPECT_GT(link_s, 199.0);  // 4e8 bits at 2e6 bit/s, less the first burst
+  EXPECT_LT(link_s, 201.0);
+  EXPECT_NEAR(up.client->bandwidth().bits_per_second(), 2e6, 2e6 * 0.01);
+}
+
+// The same transfer against the old kind of limit, a deadline on the whole
+// request or frame, is cut: this is what the stall timeout replaced.
+TEST(SlowLink, AWholeRequestOrWholeFrameDeadlineWouldCutTheSameTransfer) {
+  {
+    SlowUpload up(Millis(0), Millis(60000));  // the old 60 s request deadline, now an opt-in cap
+    try {
+      up.send();
+      ADD_FAILURE() << "a 60 s cap must cut a 200 s upload";
+    } catch (const TransportError& e) {
+      EXPECT_EQ(e.code(), make_error_code(Errc::timeout)) << e.what();
+      EXPECT_NE(std::string(e.what()).find("request_timeout of 60000 ms"), std::string::npos) << e.what();
+    }
+  }
+  {
+    SlowUpload up(Millis(30000), Millis(0));  // the old 30 s deadline per frame, now an opt-in cap
+    const auto t0 = up.clock.now();
+    EXPECT_THROW(up.send(), TransportError);
+    // The server cut it at 30 s of link time, long before the 200 s it needed.
+    EXPECT_LT(up.clock.now() - t0, seconds(100));
+  }
+}
+
+// A raw peer sends the header and metadata of a Forward whose payload it then
+// trickles; returns the bytes of that frame.
+std::vector<std::uint8_t> trickled_frame(std::size_t payload) {
+  return frame_bytes(forward(1, payload));
+}
+
+TEST(SlowLink, SlowLorisSenderIsCutByTheRateFloorThoughNeverStalled) {
+  ServerOptions so;
+  so.tls = plaintext();
+  so.stall_timeout = Millis(400);
+  so.min_rate_bits_per_s = 2000;  // ~170 body bytes: 400 ms grace + ~680 ms
+  Server server(so, echo);
+  server.start();
+  auto bytes = trickled_frame(100);
+  FrameHeader h;
+  ASSERT_EQ(decode_header(bytes.data(), {}, h), FrameStatus::ok);
+  const double body = static_cast<double>(h.metadata_len + h.payload_len);
+  const auto cut_at = milliseconds(400) + milliseconds(static_cast<std::int64_t>(8e3 * body / 2000));
+  RawPeer peer(server.port());
+  const std::size_t head = kFrameHeaderSize;
+  peer.send(bytes.data(), head);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::size_t sent = head;
+  bool closed = false;
+  // One byte every 100 ms: 300 ms inside the stall timeout, but 80 bit/s.
+  while (!closed && sent < bytes.size() && std::chrono::steady_clock::now() - t0 < seconds(10)) {
+    std::this_thread::sleep_for(milliseconds(100));
+    try {
+      peer.send(bytes.data() + sent, 1);
+      ++sent;
+    } catch (const std::system_error&) {
+      closed = true;
+    }
+    closed = closed || peer.closed_by_peer();
+  }
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(closed) << "a peer trickling bytes was never cut";
+  EXPECT_LT(sent, bytes.size());
+  EXPECT_GE(took, milliseconds(800)) << "cut before the rate floor's deadline: the stall timeout fired?";
+  EXPECT_LT(took, cut_at + milliseconds(1500));
+}
+
+TEST(SlowLink, PeerThatStopsSendingIsCutWithinTheStallTimeout) {
+  ServerOptions so;
+  so.tls = plaintext();
+  so.stall_timeout = Millis(300);
+  so.min_rate_bits_per_s = 0;  // only the stall timeout
+  Server server(so, echo);
+  server.start();
+  auto bytes = trickled_frame(4096);
+  RawPeer peer(server.port());
+  peer.send(bytes.data(), bytes.size() / 2);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::uint8_t> got;
+  const auto end = peer.read(got);  // returns when the server closes (or after 10 s)
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_TRUE(end == asio::error::eof || end == asio::error::connection_reset) << end.message();
+  EXPECT_TRUE(got.empty());  // cut, not answered
+  EXPECT_GE(took, milliseconds(250));
+  EXPECT_LT(took, milliseconds(300 + 1500));
+}
+
+// A cloud step that computes longer than the client's stall timeout: the
+// server's Working notices keep the connection, so there is no reconnect and
+// the step runs once.
+TEST(SlowLink, ASlowCloudStepDoesNotCauseAReconnect) {
+  ServerOptions so;
+  so.tls = server_tls();
+  so.keepalive_interval = Millis(50);
+  std::atomic<int> applied{0};
+  Server server(so, [&](const PeerInfo& p, Message&& m) {
+    if (m.as<Forward>()) {
+      ++applied;
+      std::this_thread::sleep_for(milliseconds(1000));
+    }
+    return echo(p, std::move(m));
+  });
+  server.start();
+  auto o = client_options(server.port(), client_tls());
+  o.stall_timeout = Millis(400);  // well under the step's 1000 ms
+  o.request_timeout = Millis(0);
+  Client c(o);
+  c.connect(Hello{});
+  auto r = c.request(forward(1, 64));
+  ASSERT_NE(r.as<Backward>(), nullptr);
+  EXPECT_EQ(c.reconnects(), 0u);
+  EXPECT_EQ(applied.load(), 1);
+  EXPECT_GE(c.working_notices(), 3u);  // about 20; a loaded machine may send fewer
+}
+
+TEST(SlowLink, WithoutKeepAlivesTheSameStepLooksLikeAStall) {
+  ServerOptions so;
+  so.tls = plaintext();
+  so.keepalive_interval = Millis(0);
+  Server server(so, [&](const PeerInfo& p, Message&& m) {
+    if (m.as<Forward>()) std::this_thread::sleep_for(milliseconds(500));
+    return echo(p, std::move(m));
+  });
+  server.start();
+  auto o = client_options(server.port(), plaintext());
+  o.stall_timeout = Millis(200);
+  o.max_attempts = 1;
+  Client c(o);
+  try {
+    c.request(forward(1, 64));
+    ADD_FAILURE() << "a silent 500 ms step must trip a 200 ms stall timeout";
+  } catch (const TransportError& e) {
+    EXPECT_EQ(e.code(), make_error_code(Errc::timeout)) << e.what();
+    EXPECT_NE(std::string(e.what()).find("stalled"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(c.working_notices(), 0u);
+}
+
+// A 2.0 peer does not know the Working type, so it never gets one: its
+// first frame back is the reply.
+TEST(SlowLink, APeerOfProtocol20GetsNoWorkingNotice) {
+  ServerOptions so;
+  so.tls = plaintext();
+  so.keepalive_interval = Millis(20);
+  Server server(so, [&](const PeerInfo& p, Message&& m) {
+    std::this_thread::sleep_for(milliseconds(200));
+    return echo(p, std::move(m));
+  });
+  server.start();
+  for (std::uint16_t minor : {0, 1}) {
+    auto bytes = frame_bytes(forward(3, 16), 9);
+    detail::store_le16(bytes.data() + 6, minor);
+    RawPeer peer(server.port());
+    peer.send(bytes);
+    Message first;
+    ASSERT_TRUE(peer.read_frame(first));
+    EXPECT_EQ(first.request_id, 9u);
+    if (minor == 0) {
+      EXPECT_NE(first.as<Backward>(), nullptr) << to_string(first.type());
+    } else {
+      ASSERT_NE(first.as<Working>(), nullptr) << to_string(first.type());
+      Message next = first;
+      while (next.as<Working>()) ASSERT_TRUE(peer.read_frame(next));
+      EXPECT_NE(next.as<Backward>(), nullptr);
+    }
+  }
 }
 
 }  // namespace

@@ -61,7 +61,7 @@ struct Result {
 
 Result read_one(asio::io_context& io, TrickleStream& s, const FrameLimits& lim = {}) {
   Result r;
-  detail::async_read_frame([&s](auto b, auto h) { asio::async_read(s, b, std::move(h)); }, lim, [] {},
+  detail::async_read_frame([&s](auto b, auto h) { asio::async_read(s, b, std::move(h)); }, lim, [](const FrameHeader&) {},
                            [&](std::error_code ec, Message m, const std::string& why) {
                              r = {ec, std::move(m), why, true};
                            });

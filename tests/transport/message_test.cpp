@@ -35,6 +35,7 @@ auto tie_of(const Ping& m) { return std::tie(m.nonce); }
 auto tie_of(const Pong& m) { return std::tie(m.nonce); }
 auto tie_of(const ErrorInfo& m) { return std::tie(m.code, m.text); }
 auto tie_of(const Goodbye& m) { return std::tie(m.reason); }
+auto tie_of(const Working& m) { return std::tie(m.elapsed_ms); }
 
 // The number of fields of an aggregate: the most initialisers it accepts. It
 // makes a field added to a body but not to tie_of a compile error.
@@ -87,7 +88,8 @@ TEST(DecodeGate, EveryMessageTypeRoundTripsWithEveryField) {
       Ping{6},
       Pong{7},
       ErrorInfo{1000, "bad"},
-      Goodbye{"bye"}};
+      Goodbye{"bye"},
+      Working{1500}};
   ASSERT_EQ(bodies.size(), kMessageTypeCount);
   for (std::size_t i = 0; i < bodies.size(); ++i) {
     Message m;

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -99,6 +100,31 @@ inline ClientOptions client_options(std::uint16_t port, TlsOptions tls) {
   o.backoff_initial = Millis(20);
   return o;
 }
+
+// A simulated clock for the channel (ServerOptions/ClientOptions::clock):
+// time stands still until a pacing delay moves it (until() jumps to the
+// target and returns at once) or the test calls advance(). Minutes of a
+// slow link then pass in the milliseconds the bytes really take.
+class ManualClock final : public Clock {
+ public:
+  time_point now() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return now_;
+  }
+  duration until(time_point t) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    now_ = std::max(now_, t);
+    return duration::zero();
+  }
+  void advance(duration d) {
+    std::lock_guard<std::mutex> lock(mu_);
+    now_ += d;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  mutable time_point now_{std::chrono::hours(1000)};  // any epoch
+};
 
 // Polls `done` until it holds or `limit` passes; returns whether it held. Every
 // wait in these tests is bounded, so a missed event fails instead of hanging.

@@ -3,9 +3,6 @@
 // implicit strand); handlers run on a worker pool and post their reply back.
 #include "seam/transport/channel.hpp"
 
-#include "frame_io.hpp"
-#include "tls_stream.hpp"
-
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -19,9 +16,15 @@
 #include <random>
 #include <thread>
 
+#include "frame_io.hpp"
+#include "progress_watch.hpp"
+#include "tls_stream.hpp"
+
 namespace seam::transport {
 
 using detail::header_errc;
+using detail::ProgressWatch;
+using detail::TimePoint;
 
 namespace {
 
@@ -78,21 +81,52 @@ std::string peer_subject(SSL* ssl) {
   return s;
 }
 
-// Either a TLS stream or a plain socket.
+// Either a TLS stream or a plain socket. `progress` runs whenever bytes move
+// either way (per system call, not per operation): the stall timeouts watch it.
 struct Stream {
   std::unique_ptr<TlsStream> tls;
   std::unique_ptr<tcp::socket> plain;
+  std::function<void()> progress;
 
+  void moved() {
+    if (progress) progress();
+  }
+  // Call after creating `tls` or `plain`.
+  void attach() {
+    if (tls) tls->set_progress([this] { moved(); });
+  }
+  // transfer_all, reporting each step of a plain socket's operation.
+  auto counted() {
+    return [this, seen = std::size_t{0}](const std::error_code& ec, std::size_t n) mutable -> std::size_t {
+      if (n > seen) {
+        seen = n;
+        moved();
+      }
+      return ec ? 0 : 65536;
+    };
+  }
   tcp::socket& socket() { return tls ? tls->next_layer() : *plain; }
   template <class Buffers, class Handler>
   void async_read(const Buffers& b, Handler&& h) {
-    if (tls) tls->async_read({asio::buffer_sequence_begin(b), asio::buffer_sequence_end(b)}, std::forward<Handler>(h));
-    else asio::async_read(*plain, b, std::forward<Handler>(h));
+    if (tls)
+      return tls->async_read({asio::buffer_sequence_begin(b), asio::buffer_sequence_end(b)},
+                             std::forward<Handler>(h));
+    asio::async_read(*plain, b, counted(),
+                     [this, h = std::forward<Handler>(h)](std::error_code ec, std::size_t n) mutable {
+                       if (n > 0) moved();  // the last step, which the condition may not see
+                       h(ec, n);
+                     });
   }
   template <class Buffers, class Handler>
   void async_write(const Buffers& b, Handler&& h) {
-    if (tls) tls->async_write({asio::buffer_sequence_begin(b), asio::buffer_sequence_end(b)}, std::forward<Handler>(h));
-    else asio::async_write(*plain, b, std::forward<Handler>(h));
+    if (tls)
+      return tls->async_write({asio::buffer_sequence_begin(b), asio::buffer_sequence_end(b)},
+                              std::forward<Handler>(h));
+    asio::async_write(*plain, b, counted(),
+                      [this, h = std::forward<Handler>(h)](std::error_code ec, std::size_t n) mutable {
+                        if (n > 0) moved();
+                        h(ec, n);
+                      });
   }
   void close() {
     std::error_code ignore;
@@ -108,6 +142,38 @@ std::vector<asio::const_buffer> frame_buffers(const EncodedFrame& f) {
   b.emplace_back(asio::buffer(f.metadata));
   for (auto* s : f.sections) b.emplace_back(asio::buffer(s->bytes));
   return b;
+}
+
+// Bytes [off, off + n) of a frame's buffers: one burst of a paced write.
+std::vector<asio::const_buffer> slice(const std::vector<asio::const_buffer>& all, std::uint64_t off,
+                                      std::uint64_t n) {
+  std::vector<asio::const_buffer> out;
+  for (const auto& b : all) {
+    if (n == 0) break;
+    if (off >= b.size()) {
+      off -= b.size();
+      continue;
+    }
+    const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(b.size() - off, n));
+    out.push_back(asio::buffer(static_cast<const std::uint8_t*>(b.data()) + off, take));
+    n -= take;
+    off = 0;
+  }
+  return out;
+}
+
+// The size of the next paced burst: the whole rest when the link is unshaped.
+std::uint64_t burst(const LinkShaper& shaper, const LinkOptions& link, std::uint64_t rest) {
+  return shaper.enabled() ? std::min(rest, std::max<std::uint64_t>(1, link.burst_bytes)) : rest;
+}
+
+// Working came with protocol 2.1: an older peer would refuse its type.
+bool knows_working(std::uint16_t major, std::uint16_t minor) {
+  return major > 2 || (major == 2 && minor >= 1);
+}
+
+std::string ms_text(Millis t) {
+  return std::to_string(t.count()) + " ms";
 }
 
 Message error_message(Errc e, const std::string& text) {
@@ -141,6 +207,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::atomic<std::uint64_t> replays{0};
   std::list<std::weak_ptr<Session>> live;  // io thread only
   LinkShaper shaper;
+
+  const Clock& clock() const { return opts.clock ? *opts.clock : steady_clock(); }
 
   // Replies for retried requests: the last one per session key, bounded by
   // count and by section bytes, least recently saved first out.
@@ -178,9 +246,11 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 };
 
 struct Session : std::enable_shared_from_this<Session> {
-  Session(std::shared_ptr<Server::Impl> s, tcp::socket sock) : srv(std::move(s)), timer(srv->io) {
+  Session(std::shared_ptr<Server::Impl> s, tcp::socket sock)
+      : srv(std::move(s)), watch_timer(srv->io), pace_timer(srv->io), keepalive_timer(srv->io) {
     if (srv->ssl) stream.tls = std::make_unique<TlsStream>(std::move(sock), *srv->ssl);
     else stream.plain = std::make_unique<tcp::socket>(std::move(sock));
+    stream.attach();
     std::error_code ec;
     // Replies are often small (a loss and a gradient header): never wait for Nagle.
     stream.socket().set_option(tcp::no_delay(true), ec);
@@ -190,39 +260,94 @@ struct Session : std::enable_shared_from_this<Session> {
   }
   ~Session() { --srv->sessions; }
 
+  // One frame on its way out: the message it references, how far it has got.
+  struct Outgoing {
+    std::shared_ptr<const Message> msg;
+    EncodedFrame frame;
+    std::vector<asio::const_buffer> buffers;
+    std::uint64_t sent = 0;
+    TimePoint start{};  // when pacing began; every burst is scheduled from it
+    std::function<void()> then;
+  };
+
   std::shared_ptr<Server::Impl> srv;
   Stream stream;
-  asio::steady_timer timer;
+  asio::steady_timer watch_timer, pace_timer, keepalive_timer;
+  ProgressWatch watch;
   PeerInfo peer;
-  std::shared_ptr<const Message> out_msg;
-  EncodedFrame out_frame;
+  std::shared_ptr<Outgoing> queued;  // a reply waiting behind a Working notice
   std::error_code sticky;  // first error; every later operation fails with it
   bool busy = false;       // handling a request or writing its reply
+  bool handling = false;   // the handler is running on a worker
+  bool writing = false;    // a frame is being written
   bool closing = false;
+  std::uint16_t peer_major = 0, peer_minor = 0;  // protocol of the request being handled
+  std::uint64_t handled = 0;  // handler runs so far: tells a stale keep-alive tick from a live one
 
-  void arm(Millis t) {
-    timer.expires_after(t);
-    timer.async_wait([self = shared_from_this()](std::error_code ec) {
-      if (!ec) self->fail(make_error_code(Errc::timeout));
+  const Clock& clock() const { return srv->clock(); }
+
+  // ---- the watch: one deadline at a time, checked by one timer
+
+  void watch_for(TimePoint now, Millis stall, TimePoint hard) {
+    watch.start(now, stall, hard);
+    schedule_watch();
+  }
+  void watch_frame(std::uint64_t bytes) {
+    const auto& o = srv->opts;
+    const auto now = clock().now();
+    watch_for(now, o.stall_timeout,
+              detail::frame_deadline(now, bytes, o.io_timeout, o.stall_timeout, o.min_rate_bits_per_s));
+  }
+  void unwatch() {
+    watch.stop();
+    watch_timer.cancel();
+  }
+  // The timer is only a wake-up: the verdict comes from the watch, so a
+  // wake-up that progress made early just sleeps again.
+  void schedule_watch() {
+    const auto d = watch.deadline();
+    if (d == detail::kNever) return;
+    const auto now = clock().now();
+    watch_timer.expires_after(d > now ? d - now : Clock::duration::zero());
+    watch_timer.async_wait([self = shared_from_this()](std::error_code ec) {
+      if (ec) return;
+      if (self->watch.check(self->clock().now()) != ProgressWatch::Verdict::ok)
+        return self->fail(make_error_code(Errc::timeout));
+      self->schedule_watch();
     });
+  }
+  void on_progress() {
+    if (!watch.active()) return;
+    const auto now = clock().now();
+    watch.progress(now);
+    // A simulated clock can pass a hard deadline between two wake-ups.
+    if (watch.check(now) == ProgressWatch::Verdict::overdue) fail(make_error_code(Errc::timeout));
   }
 
   void fail(std::error_code ec) {
     if (!sticky) sticky = ec;
     if (closing) return;
     closing = true;
-    timer.cancel();
+    watch.stop();
+    watch_timer.cancel();
+    pace_timer.cancel();
+    keepalive_timer.cancel();
     stream.close();
   }
 
   void start(bool over_capacity) {
+    stream.progress = [w = weak_from_this()] {
+      if (auto self = w.lock()) self->on_progress();
+    };
     if (!stream.tls) {
       peer.identity = "plaintext:" + peer.address;
       return ready(over_capacity);
     }
-    arm(srv->opts.handshake_timeout);
+    const auto now = clock().now();
+    watch_for(now, Millis(0), detail::after(now, srv->opts.handshake_timeout));
     stream.tls->async_handshake(true, [self = shared_from_this(), over_capacity](std::error_code ec) {
       if (ec) return self->fail(make_error_code(Errc::tls_failure));
+      self->unwatch();
       self->peer.identity = peer_subject(self->stream.tls->native_handle());
       self->ready(over_capacity);
     });
@@ -237,14 +362,21 @@ struct Session : std::enable_shared_from_this<Session> {
 
   void read_header() {
     if (srv->stopping) return fail(make_error_code(Errc::shutting_down));
-    arm(srv->opts.idle_timeout);
+    // Waiting for a request is not a stall: the idle timeout bounds it, and the whole header.
+    const auto now = clock().now();
+    watch_for(now, Millis(0), detail::after(now, srv->opts.idle_timeout));
     auto self = shared_from_this();
     detail::async_read_frame(
-        [self](auto buffers, auto handler) { self->stream.async_read(buffers, std::move(handler)); }, srv->opts.limits,
-        [self] { self->arm(self->srv->opts.io_timeout); },
+        [self](auto buffers, auto handler) { self->stream.async_read(buffers, std::move(handler)); },
+        srv->opts.limits,
+        [self](const FrameHeader& h) {
+          self->peer_major = h.major;
+          self->peer_minor = h.minor;
+          self->watch_frame(std::uint64_t{h.metadata_len} + h.payload_len);
+        },
         [self](std::error_code ec, Message m, const std::string& why) {
           if (ec == make_error_code(Errc::connection_closed)) return self->fail(ec);
-          self->timer.cancel();
+          self->unwatch();
           if (ec) return self->send_and_close(error_message(static_cast<Errc>(ec.value()), why));
           self->on_message(std::move(m));
         });
@@ -271,6 +403,9 @@ struct Session : std::enable_shared_from_this<Session> {
       }
     }
     busy = true;
+    handling = true;
+    const std::uint64_t run = ++handled;
+    keep_alive(id, run, clock().now());
     // Only step replies are saved for replay: a Hello on a new connection must
     // not displace the reply a retried step is waiting for.
     const bool save = !m.as<Hello>();
@@ -284,8 +419,27 @@ struct Session : std::enable_shared_from_this<Session> {
       }
       auto rp = std::make_shared<const Message>(std::move(r));
       asio::post(self->srv->io, [self, rp, id, save] {
+        self->handling = false;
+        self->keepalive_timer.cancel();
         if (save && !rp->as<ErrorInfo>()) self->srv->save_reply(self->peer.session_key, id, rp);
         self->reply(id, rp, false);
+      });
+    });
+  }
+
+  // While handler run `run` lasts, a Working notice every keepalive_interval
+  // (real time, not the injected clock: it is this side's own heartbeat).
+  void keep_alive(std::uint64_t id, std::uint64_t run, TimePoint began) {
+    const Millis every = srv->opts.keepalive_interval;
+    if (every.count() <= 0 || !knows_working(peer_major, peer_minor)) return;
+    keepalive_timer.expires_after(every);
+    keepalive_timer.async_wait([self = shared_from_this(), id, run, began](std::error_code ec) {
+      if (ec || self->sticky || !self->handling || self->handled != run) return;
+      Message w;
+      w.body = Working{static_cast<std::uint64_t>(
+          std::chrono::duration_cast<Millis>(self->clock().now() - began).count())};
+      self->send(std::make_shared<const Message>(std::move(w)), id, [self, id, run, began] {
+        if (self->handling && self->handled == run) self->keep_alive(id, run, began);
       });
     });
   }
@@ -293,35 +447,70 @@ struct Session : std::enable_shared_from_this<Session> {
   void reply(std::uint64_t id, std::shared_ptr<const Message> r, bool then_close) {
     if (sticky) return;
     busy = true;
-    out_msg = std::move(r);
-    try {
-      out_frame = encode_frame(*out_msg, id);
-    } catch (const TransportError& e) {
-      out_msg = std::make_shared<const Message>(error_message(Errc::section_mismatch, e.what()));
-      out_frame = encode_frame(*out_msg, id);
-    }
-    auto when = srv->shaper.schedule(out_frame.total_bytes());
-    if (srv->shaper.enabled() && when > LinkShaper::Clock::now()) {
-      timer.expires_at(when);
-      timer.async_wait([self = shared_from_this(), then_close](std::error_code ec) {
-        if (ec) return;
-        self->write(then_close);
-      });
-      return;
-    }
-    write(then_close);
-  }
-
-  void write(bool then_close) {
-    arm(srv->opts.io_timeout);
-    stream.async_write(frame_buffers(out_frame), [self = shared_from_this(), then_close](std::error_code ec, std::size_t) {
+    send(std::move(r), id, [self = shared_from_this(), then_close] {
       self->busy = false;
-      self->out_msg.reset();
-      if (ec) return self->fail(make_error_code(Errc::connection_closed));
-      self->timer.cancel();
       if (then_close || self->srv->stopping) return self->fail(make_error_code(Errc::shutting_down));
       self->read_header();
     });
+  }
+
+  // One frame out, one at a time (a reply waits for a Working notice in
+  // flight), under the frame watch; `then` runs once it is all written.
+  void send(std::shared_ptr<const Message> msg, std::uint64_t id, std::function<void()> then) {
+    auto out = std::make_shared<Outgoing>();
+    out->msg = std::move(msg);
+    try {
+      out->frame = encode_frame(*out->msg, id);
+    } catch (const TransportError& e) {
+      out->msg = std::make_shared<const Message>(error_message(Errc::section_mismatch, e.what()));
+      out->frame = encode_frame(*out->msg, id);
+    }
+    out->buffers = frame_buffers(out->frame);
+    out->then = std::move(then);
+    if (writing) {
+      queued = std::move(out);
+      return;
+    }
+    start_write(std::move(out));
+  }
+
+  void start_write(std::shared_ptr<Outgoing> out) {
+    writing = true;
+    out->start = clock().now();
+    watch_frame(out->frame.total_bytes());
+    pace(std::move(out));
+  }
+
+  // A shaped link sends in bursts at its rate, so the peer sees steady
+  // progress rather than a long silence and then the whole frame.
+  void pace(std::shared_ptr<Outgoing> out) {
+    const std::uint64_t n = burst(srv->shaper, srv->opts.link, out->frame.total_bytes() - out->sent);
+    const auto wait =
+        srv->shaper.enabled() ? clock().until(srv->shaper.schedule(n, out->start)) : Clock::duration::zero();
+    if (wait <= Clock::duration::zero()) return write_burst(std::move(out), n);
+    pace_timer.expires_after(wait);
+    pace_timer.async_wait([self = shared_from_this(), out, n](std::error_code ec) {
+      if (!ec) self->write_burst(out, n);
+    });
+  }
+
+  void write_burst(std::shared_ptr<Outgoing> out, std::uint64_t n) {
+    if (sticky) return;
+    stream.async_write(slice(out->buffers, out->sent, n),
+                       [self = shared_from_this(), out, n](std::error_code ec, std::size_t) {
+                         if (ec) {
+                           self->writing = false;
+                           self->busy = false;
+                           return self->fail(make_error_code(Errc::connection_closed));
+                         }
+                         out->sent += n;
+                         if (out->sent < out->frame.total_bytes()) return self->pace(out);
+                         self->writing = false;
+                         self->unwatch();
+                         out->then();
+                         if (self->queued && !self->writing && !self->sticky)
+                           self->start_write(std::move(self->queued));
+                       });
   }
 
   void send_and_close(Message m) { reply(0, std::make_shared<const Message>(std::move(m)), true); }
@@ -379,7 +568,7 @@ void Server::stop() {
       if (auto s = w.lock(); s && !s->busy) s->fail(make_error_code(Errc::shutting_down));
   });
   // Let in-flight replies drain.
-  auto deadline = std::chrono::steady_clock::now() + impl->opts.io_timeout;
+  auto deadline = std::chrono::steady_clock::now() + impl->opts.drain_timeout;
   while (impl->sessions.load() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   // Then close whatever is left, finish running handlers, and let the loop run
@@ -406,6 +595,7 @@ std::uint64_t Server::replays() const { return impl_->replays.load(); }
 struct Client::Impl {
   explicit Impl(ClientOptions o) : opts(std::move(o)), shaper(opts.link) {
     ssl = make_tls_context(opts.tls, false);
+    stream.progress = [this] { watch.progress(clock().now()); };
     std::random_device rd;
     do nonce = (std::uint64_t{rd()} << 32) ^ rd();
     while (nonce == 0);  // 0 means "choose one"
@@ -421,22 +611,46 @@ struct Client::Impl {
   std::uint64_t next_id = 0;
   std::uint64_t nonce;
   std::uint64_t reconnects = 0;
+  std::uint64_t working = 0;
   BandwidthEstimator bw;
   LinkShaper shaper;
+  ProgressWatch watch;
+  std::string overdue_what;  // the hard deadline of the current watch, for messages
 
-  // Runs async work started by `start` until it completes or `t` passes; on
-  // time-out the socket is closed so the operation ends, and Errc::timeout returns.
+  const Clock& clock() const { return opts.clock ? *opts.clock : steady_clock(); }
+
+  void watch_for(Millis stall, Millis cap, const char* cap_name) {
+    const auto now = clock().now();
+    watch.start(now, stall, detail::after(now, cap));
+    overdue_what = std::string(cap_name) + " of " + ms_text(cap) + " reached";
+  }
+
+  // Runs async work started by `start` until it completes or the watch
+  // expires; then the socket is closed so the operation ends, `why` names the
+  // limit, and Errc::timeout returns. The loop wakes for every handler, so
+  // progress is seen as it happens, and a simulated clock's jumps are too.
   template <class Start>
-  std::error_code run_for(Millis t, Start&& start) {
+  std::error_code run_watched(Start&& start, std::string& why) {
     std::optional<std::error_code> result;
     start(result);
     io.restart();
-    io.run_for(t);
-    if (!result) {
-      stream.close();
-      io.restart();
-      io.run();
-      return make_error_code(Errc::timeout);
+    while (!result) {
+      const auto now = clock().now();
+      const auto verdict = watch.check(now);
+      if (verdict != ProgressWatch::Verdict::ok) {
+        why = watch.describe(verdict, overdue_what.c_str());
+        stream.close();
+        io.restart();
+        io.run();
+        return make_error_code(Errc::timeout);
+      }
+      const auto d = watch.deadline();
+      const Clock::duration wait = d == detail::kNever ? std::chrono::hours(1) : d - now;
+      if (io.run_one_for(std::min<Clock::duration>(wait, std::chrono::hours(1))) == 0 && io.stopped() &&
+          !result) {
+        why = "connection operation ended without a result";
+        return make_error_code(Errc::connection_closed);
+      }
     }
     return *result;
   }
@@ -466,9 +680,15 @@ struct Client::Impl {
     }
     if (ssl) stream.tls = std::make_unique<TlsStream>(io, *ssl);
     else stream.plain = std::make_unique<tcp::socket>(io);
-    ec = run_for(opts.connect_timeout, [&](auto& res) {
-      asio::async_connect(stream.socket(), results, [&](std::error_code e, const tcp::endpoint&) { res = e; });
-    });
+    stream.attach();
+    watch_for(Millis(0), opts.connect_timeout, "connect_timeout");
+    std::string timeout_why;
+    ec = run_watched(
+        [&](auto& res) {
+          asio::async_connect(stream.socket(), results,
+                              [&](std::error_code e, const tcp::endpoint&) { res = e; });
+        },
+        timeout_why);
     if (ec) {
       why = "cannot connect to " + opts.host + ":" + std::to_string(opts.port) + ": " + ec.message();
       return make_error_code(ec == make_error_code(Errc::timeout) ? Errc::timeout : Errc::connection_closed);
@@ -484,9 +704,9 @@ struct Client::Impl {
       auto ip = asio::ip::make_address(name, ipec);
       if (!ipec) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s), ip.to_string().c_str());
       else SSL_set1_host(s, name.c_str());
-      ec = run_for(opts.connect_timeout, [&](auto& res) {
-        stream.tls->async_handshake(false, [&](std::error_code e) { res = e; });
-      });
+      ec = run_watched(
+          [&](auto& res) { stream.tls->async_handshake(false, [&](std::error_code e) { res = e; }); },
+          timeout_why);
       if (ec) {
         long v = SSL_get_verify_result(s);
         why = "TLS handshake with " + opts.host + " failed: " +
@@ -494,40 +714,65 @@ struct Client::Impl {
         return make_error_code(Errc::tls_failure);
       }
     }
+    watch.stop();
     connected = true;
     return {};
   }
 
-  std::error_code write_frame(const Message& m, std::uint64_t id) {
+  // Writes one frame under the current watch, in bursts at the link's rate
+  // when shaped (every burst scheduled from the frame's start).
+  std::error_code write_frame(const Message& m, std::uint64_t id, std::string& why) {
     EncodedFrame f = encode_frame(m, id);
-    auto when = shaper.schedule(f.total_bytes());
-    if (shaper.enabled()) std::this_thread::sleep_until(when);
-    auto t0 = std::chrono::steady_clock::now();
-    auto ec = run_for(opts.request_timeout, [&](auto& res) {
-      stream.async_write(frame_buffers(f), [&](std::error_code e, std::size_t) { res = e; });
-    });
-    if (!ec) bw.record(f.total_bytes(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    return ec;
+    const auto buffers = frame_buffers(f);
+    const std::uint64_t total = f.total_bytes();
+    const auto t0 = clock().now();
+    for (std::uint64_t off = 0; off < total;) {
+      const std::uint64_t n = burst(shaper, opts.link, total - off);
+      if (shaper.enabled()) std::this_thread::sleep_for(clock().until(shaper.schedule(n, t0)));
+      auto ec = run_watched(
+          [&](auto& res) {
+            stream.async_write(slice(buffers, off, n), [&](std::error_code e, std::size_t) { res = e; });
+          },
+          why);
+      if (ec) return ec;
+      off += n;
+    }
+    bw.record(total, std::chrono::duration<double>(clock().now() - t0).count());
+    return {};
   }
 
   std::error_code read_frame(Message& out, std::string& why) {
     std::error_code gate;
-    auto ec = run_for(opts.request_timeout, [&](auto& res) {
-      detail::async_read_frame([this](auto b, auto h) { stream.async_read(b, std::move(h)); }, opts.limits, [] {},
-                               [&](std::error_code e, Message m, const std::string& w) {
-                                 gate = e;
-                                 why = w;
-                                 out = std::move(m);
-                                 res = std::error_code{};
-                               });
-    });
-    return ec ? ec : gate;
+    std::string gate_why;  // kept apart: a time-out's reason must not be overwritten by the aborted read's
+    auto ec = run_watched(
+        [&](auto& res) {
+          detail::async_read_frame([this](auto b, auto h) { stream.async_read(b, std::move(h)); },
+                                   opts.limits, [](const FrameHeader&) {},
+                                   [&](std::error_code e, Message m, const std::string& w) {
+                                     gate = e;
+                                     gate_why = w;
+                                     out = std::move(m);
+                                     res = std::error_code{};
+                                   });
+        },
+        why);
+    if (ec) return ec;
+    if (gate) why = gate_why;
+    return gate;
   }
 
   // One exchange on the current connection.
   std::error_code exchange(const Message& m, std::uint64_t id, Message& reply, std::string& why) {
-    auto ec = write_frame(m, id);
-    if (!ec) ec = read_frame(reply, why);
+    watch_for(opts.stall_timeout, opts.request_timeout, "request_timeout");
+    auto ec = write_frame(m, id, why);
+    // Working notices for this request mean the server is computing: its
+    // bytes reset the stall timeout (not the cap), and the reply follows.
+    while (!ec) {
+      ec = read_frame(reply, why);
+      if (ec || !reply.as<Working>() || reply.request_id != id) break;
+      ++working;
+    }
+    watch.stop();
     if (!ec && reply.request_id != id && !reply.as<ErrorInfo>()) {
       why = "reply id " + std::to_string(reply.request_id) + " does not match request " + std::to_string(id);
       ec = make_error_code(Errc::malformed_metadata);
@@ -560,7 +805,7 @@ struct Client::Impl {
     std::error_code ec;
     for (int attempt = 1; attempt <= std::max(1, opts.max_attempts); ++attempt) {
       if (attempt > 1) {
-        std::this_thread::sleep_for(backoff);
+        std::this_thread::sleep_for(clock().until(clock().now() + backoff));
         backoff = std::min(opts.backoff_max, backoff * 2);
         ++reconnects;
       }
@@ -625,11 +870,17 @@ void Client::close() {
   if (!impl_->connected) return;
   Message g;
   g.body = Goodbye{"client closed"};
-  impl_->write_frame(g, ++impl_->next_id);
+  std::string ignored;
+  impl_->watch_for(impl_->opts.stall_timeout, Millis(0), "");
+  impl_->write_frame(g, ++impl_->next_id, ignored);
+  impl_->watch.stop();
   impl_->drop();
 }
 
 const BandwidthEstimator& Client::bandwidth() const { return impl_->bw; }
 std::uint64_t Client::reconnects() const { return impl_->reconnects; }
+std::uint64_t Client::working_notices() const {
+  return impl_->working;
+}
 
 }  // namespace seam::transport

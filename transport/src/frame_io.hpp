@@ -31,8 +31,8 @@ inline Errc header_errc(FrameStatus s) {
 }
 
 // read(buffers, handler): an async "read exactly these buffers" (asio::async_read
-// on some stream). on_header(): called once a valid header is in (e.g. to switch
-// from the idle to the I/O timeout). done(ec, message, why): ec is
+// on some stream). on_header(header): called once a valid header is in (e.g. to
+// switch from the idle timeout to the frame's). done(ec, message, why): ec is
 // connection_closed for a stream error, or the gate's code.
 template <class Read, class OnHeader, class Done>
 void async_read_frame(Read read, const FrameLimits& limits, OnHeader on_header, Done done) {
@@ -41,7 +41,7 @@ void async_read_frame(Read read, const FrameLimits& limits, OnHeader on_header, 
     if (ec) return done(make_error_code(Errc::connection_closed), Message{}, ec.message());
     auto st = decode_header(f->header_bytes.data(), limits, f->header);
     if (st != FrameStatus::ok) return done(make_error_code(header_errc(st)), Message{}, std::string(to_string(st)));
-    on_header();
+    on_header(static_cast<const FrameHeader&>(f->header));
     f->metadata.resize(f->header.metadata_len);  // bounded by the limits just checked
     f->payload.resize(static_cast<std::size_t>(f->header.payload_len));
     std::array<asio::mutable_buffer, 2> body{asio::buffer(f->metadata), asio::buffer(f->payload)};

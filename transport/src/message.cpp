@@ -104,6 +104,7 @@ template <class A> void body(A& ar, Ping& m) { fields(ar, m.nonce); }
 template <class A> void body(A& ar, Pong& m) { fields(ar, m.nonce); }
 template <class A> void body(A& ar, ErrorInfo& m) { fields(ar, m.code, m.text); }
 template <class A> void body(A& ar, Goodbye& m) { fields(ar, m.reason); }
+template <class A> void body(A& ar, Working& m) { fields(ar, m.elapsed_ms); }
 
 template <class A>
 void section_info(A& ar, SectionInfo& s) {
@@ -162,7 +163,8 @@ std::string check_section(const SectionInfo& s) {
 const char* to_string(MessageType t) {
   // Indexed by the MessageType value.
   static constexpr const char* names[] = {"?", "hello", "welcome", "forward", "backward", "infer", "infer_reply",
-                                          "checkpoint", "checkpoint_ack", "ping", "pong", "error", "goodbye"};
+                                          "checkpoint", "checkpoint_ack", "ping", "pong", "error", "goodbye",
+                                          "working"};
   static_assert(std::size(names) == kMessageTypeCount + 1, "one name per message type");
   auto i = static_cast<std::uint16_t>(t);
   return type_known(i) ? names[i] : "unknown";

@@ -72,18 +72,20 @@ void TlsStream::complete(Handler h, std::error_code ec, std::size_t n) {
   asio::post(socket_.get_executor(), [h = std::move(h), ec, n] { h(ec, n); });
 }
 
-// Sends whatever ciphertext OpenSSL has put in the pair, straight from its ring.
+// Sends whatever ciphertext OpenSSL has put in the pair, straight from its
+// ring, one system call at a time so that a slow link reports each step.
 void TlsStream::flush(std::function<void(std::error_code)> then) {
   char* data = nullptr;
   const int n = BIO_nread0(net_, &data);
   if (n <= 0) return then({});
-  asio::async_write(socket_, asio::buffer(data, static_cast<std::size_t>(n)),
-                    [this, then = std::move(then)](std::error_code ec, std::size_t sent) mutable {
-                      if (ec) return then(ec);
-                      char* ignored = nullptr;
-                      BIO_nread(net_, &ignored, static_cast<int>(sent));
-                      flush(std::move(then));
-                    });
+  socket_.async_write_some(asio::buffer(data, static_cast<std::size_t>(n)),
+                           [this, then = std::move(then)](std::error_code ec, std::size_t sent) mutable {
+                             if (sent > 0 && progress_) progress_();
+                             if (ec) return then(ec);
+                             char* ignored = nullptr;
+                             BIO_nread(net_, &ignored, static_cast<int>(sent));
+                             flush(std::move(then));
+                           });
 }
 
 // Reads whatever ciphertext has arrived (at least one byte) straight into the ring.
@@ -93,6 +95,7 @@ void TlsStream::fill(std::function<void(std::error_code)> then) {
   if (n <= 0) return then(asio::ssl::error::unspecified_system_error);  // cannot happen: records < ring
   socket_.async_read_some(asio::buffer(space, static_cast<std::size_t>(n)),
                           [this, then = std::move(then)](std::error_code ec, std::size_t got) mutable {
+                            if (got > 0 && progress_) progress_();
                             if (ec) return then(ec);
                             char* ignored = nullptr;
                             BIO_nwrite(net_, &ignored, static_cast<int>(got));

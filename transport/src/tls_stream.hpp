@@ -30,6 +30,9 @@ class TlsStream {
   TlsStream& operator=(const TlsStream&) = delete;
 
   asio::ip::tcp::socket& next_layer() { return socket_; }
+  // Called (on the socket's executor) whenever ciphertext moves either way:
+  // the channel's stall timeout measures this, not whole operations.
+  void set_progress(std::function<void()> f) { progress_ = std::move(f); }
   SSL* native_handle() { return ssl_; }
 
   void async_handshake(bool server, std::function<void(std::error_code)> done);
@@ -54,6 +57,7 @@ class TlsStream {
   asio::ip::tcp::socket socket_;
   SSL* ssl_ = nullptr;
   BIO* net_ = nullptr;  // our end of the pair; OpenSSL holds the other
+  std::function<void()> progress_;
 };
 
 }  // namespace seam::transport::detail

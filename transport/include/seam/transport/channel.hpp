@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "seam/transport/clock.hpp"
 #include "seam/transport/errors.hpp"
 #include "seam/transport/message.hpp"
 #include "seam/transport/shaper.hpp"
@@ -40,14 +41,29 @@ struct ServerOptions {
   int max_connections = 64;
   int worker_threads = 2;  // run the handler off the I/O thread
   Millis handshake_timeout{10000};
-  Millis idle_timeout{300000};  // between requests
-  Millis io_timeout{30000};     // to finish reading a started frame, or writing one
+  Millis idle_timeout{300000};  // from the end of a reply to the whole header of the next request
+  // Timeouts measure progress (docs/wire-protocol.md, "Slow links"): while a
+  // frame is read or written, the connection is cut when no byte has moved
+  // for stall_timeout, however long the frame takes as a whole.
+  Millis stall_timeout{20000};
+  // A started frame must also average this rate, after a grace of
+  // stall_timeout: a frame of B bytes is cut stall_timeout + 8B/rate after it
+  // began. Stops a peer that trickles one byte per stall_timeout. 0 = off.
+  double min_rate_bits_per_s = 128e3;
+  Millis io_timeout{0};  // optional hard cap on reading or writing one frame; 0 = none
+  // While a handler runs, a Working notice goes to the client this often, so
+  // that a long cloud step does not look like a stall (peers of protocol 2.1
+  // and later only). Real time. 0 = none.
+  Millis keepalive_interval{5000};
+  Millis drain_timeout{30000};  // stop(): how long in-flight replies may finish
   std::size_t max_send_queue_bytes = std::size_t{512} << 20;
   // Replies kept for retried requests (one per session): at most this many
   // bytes of their sections, least recently saved sessions evicted first. A
   // retry whose reply was evicted (or was larger than this) reaches the handler again.
   std::size_t max_replay_bytes = std::size_t{64} << 20;
-  LinkOptions link;  // optional emulated link on replies
+  LinkOptions link;  // optional emulated link on replies, paced in bursts of link.burst_bytes
+  // The clock of the timeouts and the shaper; null = steady_clock(). Must outlive the server.
+  const Clock* clock = nullptr;
 };
 
 // Returns the reply. Throwing std::exception sends an Error message with its
@@ -63,7 +79,7 @@ class Server {
 
   void start();  // throws TransportError (bad certificate files, bind failure, plaintext off loopback)
   std::uint16_t port() const;
-  // Stops accepting, lets in-flight replies finish (up to io_timeout), closes the rest.
+  // Stops accepting, lets in-flight replies finish (up to drain_timeout), closes the rest.
   void stop();
   int active_sessions() const;
   std::uint64_t replays() const;  // retried requests answered from the saved reply
@@ -80,11 +96,16 @@ struct ClientOptions {
   TlsOptions tls;
   FrameLimits limits;
   Millis connect_timeout{10000};  // TCP connect + TLS handshake
-  Millis request_timeout{60000};  // write request + read reply
-  int max_attempts = 5;           // per request, reconnects included
+  // A request (its write, the server's Working notices, the reply) is cut and
+  // retried when no byte has moved either way for this long.
+  Millis stall_timeout{20000};
+  Millis request_timeout{0};  // optional hard cap on one attempt of a request; 0 = none
+  int max_attempts = 5;       // per request, reconnects included
   Millis backoff_initial{50};
   Millis backoff_max{5000};
-  LinkOptions link;  // optional emulated link on requests
+  LinkOptions link;  // optional emulated link on requests, paced in bursts of link.burst_bytes
+  // The clock of the timeouts, the backoff and the shaper; null = steady_clock(). Must outlive the client.
+  const Clock* clock = nullptr;
 };
 
 // Synchronous request/reply. Not thread-safe: one app thread per Client.
@@ -114,7 +135,8 @@ class Client {
   Message request(Message m);
   void close();  // sends Goodbye when connected
   const BandwidthEstimator& bandwidth() const;
-  std::uint64_t reconnects() const;  // automatic reconnects so far
+  std::uint64_t reconnects() const;       // automatic reconnects so far
+  std::uint64_t working_notices() const;  // Working notices received so far
 
  private:
   struct Impl;

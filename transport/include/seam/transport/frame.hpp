@@ -11,7 +11,7 @@ namespace seam::transport {
 
 inline constexpr std::uint32_t kFrameMagic = 0x4D414553;  // "SEAM" read as LE u32
 inline constexpr std::uint16_t kProtocolMajor = 2;
-inline constexpr std::uint16_t kProtocolMinor = 0;
+inline constexpr std::uint16_t kProtocolMinor = 1;  // 2.1: the Working notice
 inline constexpr std::size_t kFrameHeaderSize = 32;
 
 struct FrameHeader {

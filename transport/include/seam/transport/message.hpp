@@ -30,6 +30,7 @@ enum class MessageType : std::uint16_t {
   pong = 10,
   error = 11,
   goodbye = 12,
+  working = 13,  // since 2.1
 };
 const char* to_string(MessageType t);
 
@@ -135,8 +136,17 @@ struct Goodbye {
   std::string reason;
 };
 
+// Server -> client while a handler computes longer than the keep-alive
+// interval, with the request's id: the request arrived and is being worked
+// on. It keeps the client's stall timeout from firing; it is not the reply.
+// Sent only to peers whose request frame says protocol minor >= 1.
+struct Working {
+  static constexpr MessageType kType = MessageType::working;
+  std::uint64_t elapsed_ms = 0;  // how long the handler has run so far
+};
+
 using Body = std::variant<Hello, Welcome, Forward, Backward, Infer, InferReply, Checkpoint, CheckpointAck, Ping, Pong,
-                          ErrorInfo, Goodbye>;
+                          ErrorInfo, Goodbye, Working>;
 
 // Message types are 1..kMessageTypeCount, and Body's index i holds type i+1.
 inline constexpr std::uint16_t kMessageTypeCount = std::variant_size_v<Body>;
@@ -148,7 +158,7 @@ constexpr bool body_indices_match(std::index_sequence<I...>) {
 }  // namespace detail
 static_assert(detail::body_indices_match(std::make_index_sequence<kMessageTypeCount>{}),
               "Body alternative i must be the body of MessageType i+1");
-static_assert(static_cast<std::uint16_t>(MessageType::goodbye) == kMessageTypeCount,
+static_assert(static_cast<std::uint16_t>(MessageType::working) == kMessageTypeCount,
               "every MessageType needs a body in Body");
 
 struct Message {
