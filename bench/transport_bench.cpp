@@ -4,6 +4,7 @@
 //   seam_transport_bench                 all in-process figures
 //   seam_transport_bench serve PORT      plaintext echo server on 127.0.0.1 (for shaped-link.sh)
 //   seam_transport_bench send PORT MB    sends MB MiB in 64 KiB messages, prints Mbit/s
+//   seam_transport_bench frame PORT MB   sends one MB MiB frame with the default timeouts (slow links)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -128,12 +129,38 @@ int send(std::uint16_t port, int mib) {
   return 0;
 }
 
+// One frame of `mib` MiB with the client's default timeouts: over a 1 Mbit/s
+// link it takes minutes, well past the old whole-request deadline (60 s).
+// Fails (exit 1) on an error or on any reconnect.
+int send_frame(std::uint16_t port, int mib) {
+  ClientOptions co;
+  co.port = port;
+  co.tls = client_tls(false);
+  Client c(co);
+  c.request(payload(0, 16));
+  const std::size_t bytes = static_cast<std::size_t>(mib) << 20;
+  auto t0 = clock_type::now();
+  try {
+    c.request(payload(1, bytes));
+  } catch (const TransportError& e) {
+    std::printf("one %d MiB frame FAILED after %.1f s: %s\n", mib, seconds_since(t0), e.what());
+    return 1;
+  }
+  double s = seconds_since(t0);
+  std::printf("one %d MiB frame in %.1f s: %.3f Mbit/s of payload, %llu reconnects (stall_timeout %lld ms, no request cap)\n",
+              mib, s, bytes * 8.0 / s / 1e6, static_cast<unsigned long long>(c.reconnects()),
+              static_cast<long long>(co.stall_timeout.count()));
+  return c.reconnects() == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc >= 3 && std::string(argv[1]) == "serve") return serve(static_cast<std::uint16_t>(std::atoi(argv[2])));
   if (argc >= 4 && std::string(argv[1]) == "send")
     return send(static_cast<std::uint16_t>(std::atoi(argv[2])), std::atoi(argv[3]));
+  if (argc >= 4 && std::string(argv[1]) == "frame")
+    return send_frame(static_cast<std::uint16_t>(std::atoi(argv[2])), std::atoi(argv[3]));
 
   pki = (std::filesystem::temp_directory_path() / ("seam_bench_pki_" + std::to_string(::getpid()))).string();
   std::string cmd = std::string("bash ") + SEAM_SOURCE_DIR + "/scripts/gen-certs.sh " + pki + " >/dev/null";
