@@ -17,6 +17,8 @@ PACKAGES=(
   dataset-fashion-mnist fortunes fortunes-min fortunes-de fortunes-es fortunes-it
   # certificates, peer tool, link emulation
   openssl iproute2
+  # plots in docs (scripts/ptq_results.sh)
+  gnuplot-nox
 )
 
 missing=()
