@@ -167,11 +167,6 @@ std::uint64_t burst(const LinkShaper& shaper, const LinkOptions& link, std::uint
   return shaper.enabled() ? std::min(rest, std::max<std::uint64_t>(1, link.burst_bytes)) : rest;
 }
 
-// Working came with protocol 2.1: an older peer would refuse its type.
-bool knows_working(std::uint16_t major, std::uint16_t minor) {
-  return major > 2 || (major == 2 && minor >= 1);
-}
-
 std::string ms_text(Millis t) {
   return std::to_string(t.count()) + " ms";
 }

@@ -144,6 +144,11 @@ struct Working {
   static constexpr MessageType kType = MessageType::working;
   std::uint64_t elapsed_ms = 0;  // how long the handler has run so far
 };
+// Whether a peer of protocol major.minor knows the Working type (2.1 and
+// later); the server sends none to one that does not.
+constexpr bool knows_working(std::uint16_t major, std::uint16_t minor) {
+  return major > 2 || (major == 2 && minor >= 1);
+}
 
 using Body = std::variant<Hello, Welcome, Forward, Backward, Infer, InferReply, Checkpoint, CheckpointAck, Ping, Pong,
                           ErrorInfo, Goodbye, Working>;
