@@ -123,8 +123,9 @@ int run_quantize(const Setup& s, q::PtqOptions o, bool simulate, const std::stri
   auto l = load(s);
   const double float_acc = accuracy(l, s);
   std::printf("float accuracy %.4f (%s, split %lld)\n", float_acc, s.task.c_str(), static_cast<long long>(s.split));
-  std::printf("quantizing the edge half: %s%s, M=%d, N=%d, P=%d, T=%lld, %lld calibration samples\n",
-              q::method_name(o.spec.method).c_str(), o.spec.axe ? "+axe" : "", o.spec.weight_bits, o.spec.act_bits,
+  std::printf("quantizing the edge half: %s%s%s, M=%d, N=%d, P=%d, T=%lld, %lld calibration samples\n",
+              q::method_name(o.spec.method).c_str(), o.spec.axe ? "+axe" : "", o.spec.budget_scale ? "+scaled" : "",
+              o.spec.weight_bits, o.spec.act_bits,
               o.spec.acc_bits, static_cast<long long>(o.spec.tile), static_cast<long long>(s.calib));
   auto r = q::quantize_half(l.model.edge, l.calib, o, print_progress);
   double acc = 0;
@@ -184,15 +185,21 @@ int run_sweep(const Setup& s, const q::PtqOptions& base, const std::string& meth
     return std::make_pair(acc, st.dot_products ? double(st.overflowed) / double(st.dot_products) : 0.0);
   };
   const auto accs = parse_ints(acc_list, "acc-bits");
-  std::stringstream ms(methods);
   for (int bits : parse_ints(bits_list, "weight-bits")) {
     std::stringstream each(methods);
     for (std::string name; std::getline(each, name, ',');) {
       q::PtqOptions o = base;
       o.spec.weight_bits = bits;
-      o.spec.axe = name.size() > 4 && name.compare(name.size() - 4, 4, "+axe") == 0;
-      o.spec.method = q::parse_method(o.spec.axe ? name.substr(0, name.size() - 4) : name);
-      if (!o.spec.axe && o.spec.method != q::Method::ep_init) {
+      std::string m = name;
+      auto strip = [&m](const std::string& suffix) {
+        const bool has = m.size() > suffix.size() && m.compare(m.size() - suffix.size(), suffix.size(), suffix) == 0;
+        if (has) m.resize(m.size() - suffix.size());
+        return has;
+      };
+      o.spec.budget_scale = strip("+scaled");
+      o.spec.axe = strip("+axe");
+      o.spec.method = q::parse_method(m);
+      if (!o.spec.axe && !o.spec.budget_scale && o.spec.method != q::Method::ep_init) {
         // No accumulator in the method: quantize once, then run it through each register width.
         o.spec.acc_bits = 0;
         auto r = q::quantize_half(l.model.edge, l.calib, o);
@@ -257,6 +264,8 @@ int main(int argc, char** argv) {
       "split", po::value(&s.split)->default_value(2), "blocks [0, split) form the edge half that is quantized")(
       "method", po::value(&method)->default_value("optq"), "quantize: rtn | ep-init | optq | gpfq")(
       "axe", po::bool_switch(&axe), "quantize: accumulator-aware constraints (needs --acc-bits)")(
+      "budget-scale", po::bool_switch(&o.spec.budget_scale),
+      "quantize: grow scales until each row fits the accumulator budget (sweep: METHOD+scaled)")(
       "methods", po::value(&methods)->default_value("rtn,ep-init,optq,gpfq,optq+axe,gpfq+axe"), "sweep: methods")(
       "weight-bits", po::value(&bits_list)->default_value("8"), "M, 2..8 (sweep: a list, e.g. 8,6,4,3)")(
       "act-bits", po::value(&o.spec.act_bits)->default_value(8), "N, input activation bits")(

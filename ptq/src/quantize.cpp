@@ -152,11 +152,19 @@ class ColumnQuantizer {
     qmin_ = -qmax_ - 1.0;
     auto maxabs = w.abs().amax(1);
     scale_ = torch::where(maxabs > 0, maxabs / qmax_, torch::ones_like(maxabs));
-    if (s.pow2_scale) scale_ = torch::pow(2.0, torch::ceil(torch::log2(scale_)));
     tile_ = s.tile > 0 ? s.tile : in;
-    if (!axe_) return;
     const auto tiles = in / tile_;
-    budget_ = static_cast<double>(sign_budget(s.acc_bits, act_code_range(s.act_bits, s.act_signed)));
+    if (s.acc_bits > 0)
+      budget_ = static_cast<double>(sign_budget(s.acc_bits, act_code_range(s.act_bits, s.act_signed)));
+    if (s.budget_scale && s.acc_bits > 0) {
+      // The largest per-sign sum of a row's tiles, in steps, fits the budget:
+      // the row keeps its shape at a coarser step instead of being shrunk.
+      const auto wt = w.reshape({out, tiles, tile_});
+      const auto need = torch::max(wt.clamp_min(0).sum(-1), (-wt).clamp_min(0).sum(-1)).amax(1) / budget_;
+      scale_ = torch::max(scale_, need);
+    }
+    if (s.pow2_scale) scale_ = torch::pow(2.0, torch::ceil(torch::log2(scale_)));
+    if (!axe_) return;
     used_pos_ = torch::zeros({out, tiles}, torch::kFloat64);
     used_neg_ = torch::zeros({out, tiles}, torch::kFloat64);
     lambda_pos_ = torch::zeros({out, tiles}, torch::kFloat64);

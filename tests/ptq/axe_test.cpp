@@ -86,6 +86,7 @@ struct GuaranteeCase {
   int acc_bits;
   std::int64_t tile;
   bool act_signed;
+  bool budget_scale = false;
 };
 
 class AxeGuarantee : public ::testing::TestWithParam<GuaranteeCase> {};
@@ -102,6 +103,7 @@ TEST_P(AxeGuarantee, NoOverflowForAnyInput) {
   spec.acc_bits = c.acc_bits;
   spec.tile = c.tile;
   spec.act_signed = c.act_signed;
+  spec.budget_scale = c.budget_scale;
   auto qw = p::quantize_weight(w, &st, spec);
   const auto r = p::act_code_range(spec.act_bits, spec.act_signed);
   const std::int64_t lim = (std::int64_t{1} << (c.acc_bits - 1)) - 1;
@@ -146,11 +148,12 @@ INSTANTIATE_TEST_SUITE_P(
     Ptq, AxeGuarantee,
     ::testing::Values(GuaranteeCase{p::Method::optq, 14, 0, false}, GuaranteeCase{p::Method::optq, 16, 0, true},
                       GuaranteeCase{p::Method::optq, 12, 16, false}, GuaranteeCase{p::Method::gpfq, 14, 0, false},
-                      GuaranteeCase{p::Method::gpfq, 12, 32, true}, GuaranteeCase{p::Method::rtn, 13, 0, false}),
+                      GuaranteeCase{p::Method::gpfq, 12, 32, true}, GuaranteeCase{p::Method::rtn, 13, 0, false},
+                      GuaranteeCase{p::Method::optq, 14, 0, false, true}, GuaranteeCase{p::Method::gpfq, 13, 16, true, true}),
     [](const ::testing::TestParamInfo<GuaranteeCase>& param_info) {
       const auto& c = param_info.param;
       return p::method_name(c.method) + "_P" + std::to_string(c.acc_bits) + "_T" + std::to_string(c.tile) +
-             (c.act_signed ? "_signed" : "_unsigned");
+             (c.act_signed ? "_signed" : "_unsigned") + (c.budget_scale ? "_scaled" : "");
     });
 
 TEST(PtqExactness, IntegerPathEqualsFloat64) {
@@ -227,9 +230,10 @@ TEST(PtqOptq, LowersOutputErrorAgainstRoundToNearest) {
   // With 4-bit weights under an accumulator limit, AXE keeps OPTQ's error
   // feedback: it beats the projection baseline at P=16 and round-to-nearest
   // under the same constraints at P=15 (where EP-init is close to it).
-  auto err = [&](p::Method m, bool axe, int pbits) {
+  auto err = [&](p::Method m, bool axe, int pbits, bool scaled = false, int bits = 4) {
     p::LayerQuantSpec s;
-    s.weight_bits = 4;
+    s.budget_scale = scaled;
+    s.weight_bits = bits;
     s.acc_bits = pbits;
     s.method = m;
     s.axe = axe;
@@ -238,6 +242,10 @@ TEST(PtqOptq, LowersOutputErrorAgainstRoundToNearest) {
   EXPECT_LT(err(p::Method::optq, true, 16), 0.8 * err(p::Method::ep_init, false, 16));
   EXPECT_LT(err(p::Method::gpfq, true, 16), 0.8 * err(p::Method::ep_init, false, 16));
   EXPECT_LT(err(p::Method::optq, true, 15), err(p::Method::rtn, true, 15));
+  // With 8-bit weights, budget-aware scales coarsen the grid instead of
+  // shrinking the weights.
+  EXPECT_LT(err(p::Method::optq, true, 17, true, 8), 0.5 * err(p::Method::ep_init, false, 17, false, 8));
+  EXPECT_LT(err(p::Method::optq, true, 17, true, 8), err(p::Method::rtn, true, 17, true, 8));
 }
 
 TEST(PtqOptq, DeadColumnsBecomeZero) {

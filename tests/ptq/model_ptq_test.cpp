@@ -7,6 +7,9 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
 
 #include "seam/ptq/model_ptq.hpp"
 
@@ -192,4 +195,53 @@ TEST(PtqModel, TextHalfWithMaskAndRefusedTile) {
   auto r = p::quantize_half(m.edge, calib, o);
   EXPECT_EQ(r.layers.size(), 4u);
   EXPECT_EQ(r.layers.front().name, "1.attn.qkv.weight");
+}
+
+// A TorchScript model made in Python: conv, relu, flatten, linear, relu, linear.
+// Its edge half [0, 5) is quantized through the same observer as native models.
+TEST(PtqTorchScript, ScriptedHalfIsQuantizedWithTheGuarantee) {
+  namespace fs = std::filesystem;
+  const auto dir = (fs::temp_directory_path() / ("seam_ptq_ts_" + std::to_string(::getpid()))).string();
+  fs::create_directories(dir);
+  std::ofstream(dir + "/make.py") << R"PY(
+import sys, torch
+torch.manual_seed(0)
+m = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                        torch.nn.Linear(8 * 6 * 6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 5))
+torch.jit.script(m).save(sys.argv[1] + '/seq.pt')
+)PY";
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + dir + "/make.py " + dir).c_str()), 0);
+  t::ModelConfig c;
+  c.kind = "torchscript";
+  c.script_path = dir + "/seq.pt";
+  c.split = 5;
+  auto m = t::build_split_model(c);
+  fs::remove_all(dir);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(11);
+  std::vector<p::CalibBatch> calib{{torch::randn({32, 1, 6, 6}, g), t::BatchContext{{}, 32}}};
+  auto test = torch::randn({16, 1, 6, 6}, g);
+  EXPECT_EQ(p::find_layers(m.edge, calib.front()), (std::vector<std::string>{"0.weight", "3.weight"}));
+  p::PtqOptions o;
+  o.spec.method = p::Method::optq;
+  o.spec.axe = true;
+  o.spec.acc_bits = 13;
+  o.spec.tile = 96;  // the linear layer's 288 inputs in three tiles
+  auto r = p::quantize_half(m.edge, calib, o);
+  ASSERT_EQ(r.layers.size(), 2u);
+  EXPECT_EQ(r.layers[0].kind, "conv2d");
+  EXPECT_EQ(r.layers[1].spec.tile, 96);
+  EXPECT_EQ(r.layers[1].act.is_signed, false);  // after a ReLU
+  torch::NoGradGuard ng;
+  at::Tensor fake, simulated;
+  {
+    p::QuantizedExecution run(m.edge, r);
+    fake = m.edge.forward(test, t::BatchContext{{}, 16});
+  }
+  {
+    p::QuantizedExecution run(m.edge, r, {true, 0, -1});
+    simulated = m.edge.forward(test, t::BatchContext{{}, 16});
+    EXPECT_EQ(run.stats().overflowed, 0);
+    EXPECT_GT(run.stats().dot_products, 0);
+  }
+  EXPECT_LT(rel_error(simulated, fake), 1e-4);
 }

@@ -46,6 +46,10 @@ struct LayerQuantSpec {
   double damp = 0.01;        // OPTQ: fraction of the mean Hessian diagonal added to it
   std::int64_t block = 128;  // OPTQ: columns per lazy-update block
   bool pow2_scale = false;   // scales rounded up to powers of two (shift-only rescaling)
+  // With acc_bits: each row's scale grows until its largest per-sign tile sum
+  // fits the budget, so the constraint coarsens the grid instead of shrinking
+  // the weights (not in the AXE paper; a Seam option, off by default).
+  bool budget_scale = false;
 };
 
 // Throws std::invalid_argument naming the setting: M or N out of range, an
