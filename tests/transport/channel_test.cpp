@@ -984,6 +984,36 @@ TEST(SlowLink, AWholeRequestOrWholeFrameDeadlineWouldCutTheSameTransfer) {
   }
 }
 
+// A header may declare a frame up to max_payload; the memory the server
+// commits follows the bytes that really arrive, so a slow or stalled peer
+// holds little.
+TEST(SlowLink, AHeaderDeclaringAHugeFrameCommitsOnlyWhatArrives) {
+  ServerOptions so;
+  so.tls = plaintext();
+  so.stall_timeout = Millis(500);
+  so.min_rate_bits_per_s = 0;
+  Server server(so, echo);
+  server.start();
+  auto bytes = frame_bytes(forward(1, 16));
+  FrameHeader h;
+  ASSERT_EQ(decode_header(bytes.data(), {}, h), FrameStatus::ok);
+  detail::store_le64(bytes.data() + 16, std::uint64_t{200} << 20);  // 200 MiB declared, under the 256 MiB limit
+  const std::size_t rss0 = rss_bytes();
+  RawPeer peer(server.port());
+  peer.send(bytes.data(), kFrameHeaderSize + h.metadata_len + 8);
+  // The frame is pending until the server cuts the stalled peer.
+  std::size_t peak = rss0;
+  const auto t0 = std::chrono::steady_clock::now();
+  bool closed = false;
+  while (!closed && std::chrono::steady_clock::now() - t0 < seconds(10)) {
+    peak = std::max(peak, rss_bytes());
+    std::this_thread::sleep_for(milliseconds(5));
+    closed = peer.closed_by_peer();
+  }
+  EXPECT_TRUE(closed);
+  EXPECT_LT(peak, rss0 + (std::size_t{32} << 20)) << "the server committed the declared 200 MiB";
+}
+
 // A raw peer sends the header and metadata of a Forward whose payload it then
 // trickles; returns the bytes of that frame.
 std::vector<std::uint8_t> trickled_frame(std::size_t payload) {

@@ -101,6 +101,20 @@ TEST(FrameIo, RandomChunkSizes) {
   }
 }
 
+TEST(FrameIo, PayloadsOverOneReadStepArriveWhole) {
+  std::mt19937 rng(3);
+  for (std::size_t payload : {detail::kPayloadStep - 1, detail::kPayloadStep, 2 * detail::kPayloadStep + 77}) {
+    asio::io_context io;
+    auto f = frame(5, payload);
+    TrickleStream s(io, f, [&] { return std::size_t{1 + rng() % 200000}; });
+    auto r = read_one(io, s);
+    ASSERT_FALSE(r.ec) << r.why;
+    ASSERT_EQ(r.m.sections[0].bytes.size(), payload);
+    EXPECT_EQ(r.m.sections[0].bytes[payload - 1], static_cast<std::uint8_t>((payload - 1) * 13 + 5));
+    EXPECT_EQ(s.consumed(), f.size());
+  }
+}
+
 TEST(FrameIo, TruncatedStreamIsAClosedConnection) {
   auto f = frame(1, 100);
   for (std::size_t cut : {std::size_t{0}, std::size_t{5}, std::size_t{31}, std::size_t{32}, f.size() - 1}) {
