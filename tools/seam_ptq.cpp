@@ -200,8 +200,10 @@ int run_sweep(const Setup& s, const q::PtqOptions& base, const std::string& meth
       o.spec.axe = strip("+axe");
       o.spec.method = q::parse_method(m);
       if (!o.spec.axe && !o.spec.budget_scale && o.spec.method != q::Method::ep_init) {
-        // No accumulator in the method: quantize once, then run it through each register width.
+        // No accumulator in the method: quantize once, then run it through each
+        // register width (and tiling) in the simulator.
         o.spec.acc_bits = 0;
+        o.spec.tile = 0;
         auto r = q::quantize_half(l.model.edge, l.calib, o);
         const auto [acc0, rate0] = evaluate_at(r, 0);
         row(name, bits, 0, acc0, rate0, mean_seconds(r));

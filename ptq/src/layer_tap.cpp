@@ -3,6 +3,7 @@
 #include <ATen/record_function.h>
 
 #include <unordered_map>
+#include <utility>
 
 namespace seam::ptq::detail {
 
@@ -25,6 +26,7 @@ struct TapScope::State {
   LayerTap* tap = nullptr;
   bool inside = false;  // ops nested in a matched one (linear -> matmul) are not layers again
   std::vector<std::string> unsupported;
+  std::exception_ptr error;
 };
 
 namespace {
@@ -81,9 +83,12 @@ std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
     c.padding = int_list(inputs[4]);
     c.dilation = int_list(inputs[5]);
   }
-  {
+  try {
     at::RecordFunctionGuard off(false);  // the tap's own ops are not observed
     st->tap->before(ctx->index, c);
+  } catch (...) {
+    if (!st->error) st->error = std::current_exception();
+    return nullptr;
   }
   st->inside = true;
   return ctx;
@@ -97,7 +102,11 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext* raw) {
   at::RecordFunctionGuard off(false);
   const auto& outs = fn.outputs();
   if (outs.empty() || !outs[0].isTensor()) return;
-  st->tap->after(ctx->index, ctx->call, outs[0].toTensor());
+  try {
+    st->tap->after(ctx->index, ctx->call, outs[0].toTensor());
+  } catch (...) {
+    if (!st->error) st->error = std::current_exception();
+  }
 }
 
 }  // namespace
@@ -120,5 +129,9 @@ TapScope::~TapScope() {
 }
 
 const std::vector<std::string>& TapScope::unsupported() const { return state_->unsupported; }
+
+void TapScope::rethrow() {
+  if (auto e = std::exchange(state_->error, nullptr)) std::rethrow_exception(e);
+}
 
 }  // namespace seam::ptq::detail

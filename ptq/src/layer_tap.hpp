@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <cstddef>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,9 @@ class TapScope {
   TapScope& operator=(const TapScope&) = delete;
   // Calls that matched a weight but could not be handled (e.g. string padding).
   const std::vector<std::string>& unsupported() const;
+  // LibTorch logs and swallows exceptions thrown in observers, so the tap's
+  // are kept here: throws the first one (and forgets it).
+  void rethrow();
   struct State;  // the thread-local observer's view of this scope
 
  private:

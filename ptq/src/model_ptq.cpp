@@ -120,7 +120,10 @@ std::vector<at::Tensor> capture_inputs(training::ModelHalf& half, const Candidat
   tap.capture = index;
   tap.captured.clear();
   TapScope scope(c.weights, tap);
-  for (const auto& b : calib) half.forward(b.x, b.ctx);
+  for (const auto& b : calib) {
+    half.forward(b.x, b.ctx);
+    scope.rethrow();
+  }
   if (tap.captured.empty()) throw std::runtime_error("ptq: layer '" + c.names[index] + "' did not run on the calibration data");
   return std::move(tap.captured);
 }
@@ -138,6 +141,7 @@ std::vector<std::string> find_layers(training::ModelHalf& half, const CalibBatch
     torch::NoGradGuard ng;
     TapScope scope(c.weights, tap);
     half.forward(sample.x, sample.ctx);
+    scope.rethrow();
   }
   std::vector<std::string> names;
   for (auto i : tap.order) names.push_back(c.names[i]);
@@ -154,6 +158,7 @@ PtqResult quantize_half(training::ModelHalf& half, const std::vector<CalibBatch>
   {
     TapScope scope(c.weights, order);
     half.forward(calib.front().x, calib.front().ctx);
+    scope.rethrow();
   }
   std::vector<at::Tensor> originals;
   for (auto i : order.order) originals.push_back(c.weights[i].clone());
@@ -251,7 +256,10 @@ QuantizedExecution::QuantizedExecution(training::ModelHalf& half, const PtqResul
 
 QuantizedExecution::~QuantizedExecution() = default;
 
-ExecutionStats QuantizedExecution::stats() const { return state_->tap.stats; }
+ExecutionStats QuantizedExecution::stats() const {
+  state_->scope->rethrow();
+  return state_->tap.stats;
+}
 
 void save_ptq(const std::string& path, const PtqResult& r) {
   c10::impl::GenericList layers(c10::AnyType::get());

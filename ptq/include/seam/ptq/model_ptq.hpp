@@ -100,6 +100,8 @@ class QuantizedExecution {
   ~QuantizedExecution();
   QuantizedExecution(const QuantizedExecution&) = delete;
   QuantizedExecution& operator=(const QuantizedExecution&) = delete;
+  // Throws what a quantized layer threw during the forward passes so far
+  // (LibTorch's observer cannot pass it through the forward itself).
   ExecutionStats stats() const;
 
  private:
