@@ -51,7 +51,7 @@ for m in vit bert; do
   declare -n args=$m
   echo "== $m: accuracy against accumulator bits (M=8, N=8, single stage)"
   sweep "$out/$m-acc.tsv" "${args[@]}" --methods "$methods" --acc-bits 10:20
-  for tile in 0 64 32; do
+  for tile in 0 64; do
     echo "== $m: accumulation in tiles of T=$tile (0: single stage) at P=16"
     sweep "$out/$m-tile$tile.tsv" "${args[@]}" --methods "$methods" --acc-bits 16 --tile $tile
   done
@@ -162,6 +162,15 @@ show it.
     shrinking and clipping cause is fed back like rounding error.
   - *Multi-stage:* with tiles of T inputs the budget holds per tile for a P-bit
     inner register; the outer register has P + ⌈log₂(K/T)⌉ bits.
+  - *Seam's choices where the text leaves room* (tested, in `ptq/src/quantize.cpp`):
+    each sign's threshold is raised to what that sign's budget alone needs, so
+    the greedy hard clip rarely cuts a row's last columns; the soft shrink is not
+    fed back as error (feeding it back undid it and ran the budget out early);
+    rounding and clipping error are.
+- **Budget-aware scales** (`--budget-scale`, sweep method suffix `+scaled`; a Seam
+  option, not in the paper): a row's scale grows until its largest per-sign tile
+  sum fits the budget B, so the constraint coarsens the grid instead of
+  shrinking the weights; AXE still guarantees the bound after error feedback.
 - **Baselines:** round-to-nearest (no constraint, the register may overflow);
   EP-init (each tile's positive weights and negative magnitudes projected onto
   the budget B with Duchi's threshold, then rounded to nearest, so rounding can
@@ -203,19 +212,21 @@ than T is one tile.
 EOF_INTRO
 }
 discussion() {
-  # Smallest P (single stage) at which each method keeps 98% of the float accuracy.
+  # Smallest P (single stage) from which on each method keeps 98% of the float accuracy.
   p98() {
-    awk -F'\t' 'NR > 1 && $4 > 0 { if (!($1 in seen)) { seen[$1] = 1; ms[++n] = $1; best[$1] = "> 20" }
-        if ($6 >= 0.98 * $7 && (best[$1] == "> 20" || $4 + 0 < best[$1] + 0)) best[$1] = $4 }
+    awk -F'\t' 'NR > 1 && $4 > 0 { if (!($1 in seen)) { seen[$1] = 1; ms[++n] = $1; fail[$1] = 9 }
+        if ($4 + 0 > top) top = $4 + 0
+        if ($6 < 0.98 * $7 && $4 + 0 > fail[$1]) fail[$1] = $4 + 0 }
       END { printf "| method |"; for (j = 1; j <= n; ++j) printf " %s |", ms[j]; printf "\n|---|"
-        for (j = 1; j <= n; ++j) printf "---|"; printf "\n| smallest P with >= 98%% of float |"
-        for (j = 1; j <= n; ++j) printf " %s |", best[ms[j]]; printf "\n" }' "$1"
+        for (j = 1; j <= n; ++j) printf "---|"; printf "\n| smallest P that keeps 98%% of float, and every P above |"
+        for (j = 1; j <= n; ++j) printf " %s |", (fail[ms[j]] >= top ? "> " top : (fail[ms[j]] == 9 ? "<= 10" : fail[ms[j]] + 1))
+        printf "\n" }' "$1"
   }
   cat <<'EOF_D1'
 ## Summary: the narrowest accumulator that keeps 98% of float accuracy
 
 M=8, N=8, single stage, integer simulation (a method "keeps" a width when its
-accuracy at that P is at least 98% of the float model's):
+accuracy at that P, and at every wider P, is at least 98% of the float model's):
 
 EOF_D1
   echo "ViT:"; echo; p98 "$out/vit-acc.tsv"; echo
@@ -240,24 +251,31 @@ EOF_D1
 - **Budget-aware scales (`+scaled`, Seam's option, not in the paper).** Growing
   a row's scale until its largest per-sign tile sum fits the budget keeps the
   row's shape at a coarser step instead of shrinking it. With that, OPTQ+AXE
-  and GPFQ+AXE keep the float accuracy several bits below the naive methods,
-  and beat the EP-init projection where the step gets coarse, because their
-  error feedback corrects the rounding and the hard clip (compare the `+scaled`
-  columns at the low end of P). This is the regime the paper reports in.
+  and GPFQ+AXE keep 98% of the float accuracy three to five bits below the naive
+  methods. On the ViT they beat the EP-init projection with the same scales
+  where the step gets coarse (P = 11 to 13), because their error feedback
+  corrects the rounding and the hard clip; on the BERT they are level with it
+  except at P=11. This is the regime the paper reports in.
 - **Tiles.** With tiles of T inputs each inner register gets the whole budget,
   and the outer one grows by ⌈log₂(K/T)⌉ bits, so tiled accumulation at the
   same inner P loosens the constraint on the wide layers. The models here are
   narrow (width 32: only the FFN's second layer, 128 inputs, has more than 64),
-  so T=64 changes one layer per block; T=32 touches all but the 49-input patch
-  convolution.
+  so T=64 changes one layer per block (a layer with no more than T inputs is
+  one tile). The ViT's 7×7 patch convolution has 49 inputs, which no useful T
+  divides, so smaller tiles are refused for it, as the issue asks.
+- **Fewer weight bits.** The weight-bits table is the "naive bit-width
+  reduction" baseline: at P=16, plain OPTQ and GPFQ with M=4 (or even 3) no
+  longer overflow much on these small models and keep their accuracy, as do
+  the AXE variants. On these models that baseline is as good as AXE; the paper
+  reports AXE ahead of it by up to 15% on Llama3-8B, which was not measured here.
 - **The paper** (Colbert et al. 2024) reports, for Llama3-8B on a 16-bit
   multi-stage datapath, up to 98% of the FP16 perplexity kept and up to 15%
   better than naive bit-width reduction. The figures here are of another kind
   (accuracy of two small classifiers, single-stage widths from 10 to 20 bits,
   W8A8), so they set beside it, they do not reproduce it: at P=16 single stage
   the `+scaled` AXE variants keep about the float accuracy on both models,
-  while the unconstrained methods fail; AXE with max-abs scales does not, on
-  these models, until P≈20.
+  while the unconstrained methods fail (ViT) or lose 15% (BERT); AXE with
+  max-abs scales needs P = 19 to 20 on these models.
 
 ## Where it falls short
 
@@ -305,13 +323,13 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
     echo
     echo "### $name: single-stage against tiled accumulation at P=16 (T inputs per inner register; the outer one has P + ceil(log2(K/T)) bits)"
     echo
-    cat "$out/$m-tile0.tsv" "$out/$m-tile64.tsv" "$out/$m-tile32.tsv" | pivot /dev/stdin 5 T
+    cat "$out/$m-tile0.tsv" "$out/$m-tile64.tsv" | pivot /dev/stdin 5 T
     echo
     echo "### $name: weight bits M at P=16 (N=8, single stage)"
     echo
     bits_table "$out/$m-bits.tsv"
     echo
-    echo "### $name: PTQ time per layer (optq+axe, M=8, N=8, P=16)"
+    echo "### $name: PTQ time per layer (optq+axe+scaled, M=8, N=8, P=16; one thread)"
     echo
     layers_table "$out/$m-layers.tsv"
     echo
