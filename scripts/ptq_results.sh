@@ -145,10 +145,9 @@ show it.
   batches from the partly quantized model's inputs, dead columns zeroed, damping
   of 1% of the mean diagonal, optional act-order, the upper Cholesky factor of
   H⁻¹, block-wise lazy error feedback (128 columns).
-- **GPFQ** (Lybrand & Saab 2021, arXiv 2010.15979; the matrix form of Zhang &
-  Saab): H̃ = X̃X̃ᵀ/n and G = X̃Xᵀ/n from the quantized inputs X̃ and the float
+- **GPFQ** (Lybrand & Saab 2021, arXiv 2010.15979), in matrix form: H̃ = X̃X̃ᵀ/n and G = X̃Xᵀ/n from the quantized inputs X̃ and the float
   model's inputs X; input t's target is (Σ_{j≤t} w_j G[t,j] − Σ_{j<t} q_j H̃[t,j]) / H̃[t,t].
-- **AXE on both** (Colbert, Pappalardo, Petri-Koenig, Saab 2024, arXiv 2409.17092).
+- **AXE on both** (Colbert, Grob, Franco, Zhang, Saab 2024, arXiv 2409.17092).
   For input codes in [μ, ν] and a P-bit register, every output channel's integer
   weights q must satisfy ν·Σq⁺ + μ·Σq⁻ ≤ 2^(P−1)−1 and μ·Σq⁺ + ν·Σq⁻ ≥ −(2^(P−1)−1),
   which implies ‖q‖₁ ≤ (2^P−2)/(2^N−1).
@@ -183,6 +182,13 @@ show it.
   the two agree. Model evaluation uses the fast form inside the forward pass:
   the quantized layer's output is replaced by s_x·s_w·(acc − z·Σq) + b computed
   from the simulated register.
+
+Sources: I. Colbert et al., "Accumulator-Aware Post-Training Quantization",
+arXiv 2409.17092 (2024); E. Frantar et al., "GPTQ", arXiv 2210.17323 (2022);
+E. Lybrand and R. Saab, "A Greedy Algorithm for Quantizing Neural Networks",
+JMLR 2021 (arXiv 2010.15979); J. Duchi et al., "Efficient Projections onto the
+l1-Ball for Learning in High Dimensions", ICML 2008. The code is written from
+these descriptions, not copied from any implementation.
 
 ## Using it
 
