@@ -5,6 +5,11 @@
 #   about 70 s) with the default timeouts; it must complete without a reconnect.
 #   Needs root for the network namespace; skipped with a note otherwise.
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+case "${1:-all}" in
+  all | codec | transport | c3keys | session | slowlink) ;;
+  *) echo "bench: unknown benchmark '$1' (all, codec, transport, c3keys, session, slowlink)" >&2; exit 2 ;;
+esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh

@@ -2,6 +2,8 @@
 # Builds the decode-gate fuzzer with clang (libFuzzer + ASan + UBSan) and runs it.
 # Usage: scripts/fuzz.sh [seconds]   (default 600)
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+[[ "${1:-600}" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: seconds must be a positive integer, got '$1'" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh

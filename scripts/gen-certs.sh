@@ -5,9 +5,21 @@
 #   client.pem/.key      edge client "edge-1", signed by ca
 #   rogue.pem/.key       client signed by another CA (other-ca.pem)
 #   expired.pem/.key     client signed by ca, validity ended in 2020
+# Every certificate carries keyUsage and extendedKeyUsage, so the chain passes
+# `openssl verify -x509_strict`.
 # Usage: scripts/gen-certs.sh DIR [SERVER_NAME]
 set -euo pipefail
-dir=${1:?usage: gen-certs.sh DIR [SERVER_NAME]}
+usage="usage: scripts/gen-certs.sh DIR [SERVER_NAME]
+Writes a test PKI into DIR (created if missing): ca, server (SERVER_NAME, default
+localhost, plus localhost and 127.0.0.1), client edge-1, rogue (another CA) and
+expired. Needs openssl."
+case "${1:-}" in
+  -h | --help) echo "$usage"; exit 0 ;;
+  "") echo "$usage" >&2; exit 2 ;;
+  -*) echo "gen-certs.sh: unknown option '$1'" >&2; echo "$usage" >&2; exit 2 ;;
+esac
+(($# <= 2)) || { echo "gen-certs.sh: too many arguments" >&2; echo "$usage" >&2; exit 2; }
+dir=$1
 name=${2:-localhost}
 mkdir -p "$dir"
 cd "$dir"
@@ -16,12 +28,15 @@ umask 077
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 make_ca() {
   key "$1.key"
-  openssl req -x509 -new -key "$1.key" -sha256 -days 3650 -subj "/CN=$2" -out "$1.pem" 2>/dev/null
+  openssl req -x509 -new -key "$1.key" -sha256 -days 3650 -subj "/CN=$2" -out "$1.pem" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -addext "subjectKeyIdentifier=hash" 2>/dev/null
 }
 sign() {  # sign NAME CN CA EXT
   key "$1.key"
   openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr" 2>/dev/null
-  printf '%b\n' "$4" > "$1.ext"
+  printf '%b\n' "$4" "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
+    "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid" > "$1.ext"
   openssl x509 -req -in "$1.csr" -CA "$3.pem" -CAkey "$3.key" -CAcreateserial -days 365 -sha256 \
     -extfile "$1.ext" -out "$1.pem" 2>/dev/null
   rm -f "$1.csr" "$1.ext"
@@ -29,7 +44,9 @@ sign() {  # sign NAME CN CA EXT
 
 make_ca ca "Seam Test CA"
 make_ca other-ca "Other CA"
-sign server "$name" ca "subjectAltName=DNS:$name,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth"
+san="DNS:$name"
+[ "$name" = localhost ] || san="$san,DNS:localhost"
+sign server "$name" ca "subjectAltName=$san,IP:127.0.0.1\nextendedKeyUsage=serverAuth"
 sign client edge-1 ca "extendedKeyUsage=clientAuth"
 sign rogue edge-rogue other-ca "extendedKeyUsage=clientAuth"
 
@@ -51,7 +68,11 @@ copy_extensions = none
 [ any ]
 commonName = supplied
 [ client ]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
 extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 CNF
 openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr -out expired.pem \
   -startdate 20200101000000Z -enddate 20200201000000Z -extensions client -notext 2>/dev/null

@@ -5,6 +5,11 @@
 #     fortunes language task with delta:bits=4 up and quant:bits=8 down.
 # Usage: scripts/learning_bench.sh [vit|bert|all]
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+case "${1:-all}" in
+  all | vit | bert) ;;
+  *) echo "learning_bench: unknown run '$1' (vit, bert or all)" >&2; exit 2 ;;
+esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh

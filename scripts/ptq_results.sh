@@ -9,6 +9,8 @@
 #      SEAM_PTQ_NO_BUILD=1 (use the built seam-ptq as it is), SEAM_PTQ_REUSE=1 (keep
 #      finished sweep tables), SEAM_PTQ_TABLES_ONLY=1 (only rewrite the page), SEAM_JOBS.
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+[ $# -eq 0 ] || { echo "ptq_results: takes no arguments (settings come from the SEAM_PTQ_* variables; see --help)" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh

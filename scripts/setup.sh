@@ -2,6 +2,8 @@
 # Installs every Debian package Seam's build, tests and demos need.
 # Quiet and offline when everything is already installed (dpkg-query only).
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+[ $# -eq 0 ] || { echo "setup: takes no arguments (see --help)" >&2; exit 2; }
 
 PACKAGES=(
   # toolchain

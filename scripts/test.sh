@@ -3,6 +3,7 @@
 # Usage: scripts/test.sh [extra ctest args]
 #   SEAM_BUILD_DIR (default build), SEAM_JOBS (default: cores), SEAM_SANITIZE=ON.
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 

@@ -32,7 +32,10 @@ const char* kUsage =
     "eval encodes and decodes the tensor K times, each time with a fresh codec context\n"
     "(for delta that is the warm-up call, sent at full precision), and prints bytes in and\n"
     "out, ratio, NMSE = |x-x^|^2/|x|^2, max abs error, and median encode/decode ms.\n"
-    "FILE is a tensor saved with torch.save(t, path) or a .npy file (float16/32/64).\n"
+    "FILE is a tensor saved with torch.save(t, path) (zip format) or numpy.save(path, a); the\n"
+    "format comes from the file's first bytes. Floating tensors only: float16, bfloat16 and float32\n"
+    "keep their dtype (bytes_in counts the tensor's own bytes), float64 becomes float32. Empty\n"
+    "tensors and tensors holding NaN or Inf are refused.\n"
     "list prints every stage with its parameters and defaults.\n";
 
 std::vector<std::int64_t> parse_shape(const std::string& s) {
@@ -94,6 +97,12 @@ int eval(const po::variables_map& vm) {
   at::Tensor x = vm.count("input") ? sc::load_tensor_file(vm["input"].as<std::string>())
                                    : synthetic(vm["synthetic"].as<std::string>(),
                                                parse_shape(vm["shape"].as<std::string>()), seed);
+  const std::string what = vm.count("input") ? "--input " + vm["input"].as<std::string>() : "--synthetic tensor";
+  if (x.numel() == 0)
+    throw sc::CodecError(what + ": the tensor is empty (shape " + c10::str(x.sizes()) + "); there is nothing to measure");
+  if (const auto bad = (~at::isfinite(x)).sum().item<std::int64_t>(); bad > 0)
+    throw sc::CodecError(what + ": " + std::to_string(bad) + " of " + std::to_string(x.numel()) +
+                         " values are NaN or Inf; eval measures finite tensors (their error is undefined)");
   auto codec = sc::make_codec(vm["spec"].as<std::string>());
   std::vector<std::int64_t> ids(x.dim() ? x.size(0) : 1);
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int64_t>(i);
@@ -116,7 +125,7 @@ int eval(const po::variables_map& vm) {
   at::Tensor xd = x.to(at::kDouble), yd = y.to(at::kDouble);
   const double denom = xd.pow(2).sum().item<double>();
   const double nmse = denom > 0 ? (xd - yd).pow(2).sum().item<double>() / denom : 0.0;
-  const double max_abs = x.numel() ? (xd - yd).abs().max().item<double>() : 0.0;
+  const double max_abs = (xd - yd).abs().max().item<double>();
   const std::size_t bytes_in = x.nbytes();
   const double ratio = double(bytes_in) / double(bytes.size());
   if (vm.count("json")) {
@@ -170,6 +179,9 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const c10::Error& e) {
     std::cerr << "seam-codec: error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "seam-codec: error: " << e.what() << "\n";
     return 1;
   }
 }

@@ -3,7 +3,11 @@
 #include <boost/program_options.hpp>
 
 #include "command_line.hpp"
+#include <c10/util/Exception.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -44,6 +48,74 @@ void progress_line(const t::StepMetrics& m, double acc, std::int64_t every, bool
   std::fflush(stdout);
 }
 
+// The time split of a whole run, so that every run ends with it (short runs print no progress line).
+struct TimeSplit {
+  double edge = 0, encode = 0, link = 0, cloud = 0, decode = 0;
+  std::uint64_t steps = 0;
+  void add(const t::StepMetrics& m) {
+    edge += m.edge_ms, encode += m.encode_ms, link += m.link_ms, cloud += m.cloud_ms, decode += m.decode_ms;
+    ++steps;
+  }
+  std::string describe() const {
+    if (!steps) return {};
+    const double n = static_cast<double>(steps);
+    char b[200];
+    std::snprintf(b, sizeof b, "time per step (mean ms): edge %.1f  encode %.1f  link %.1f  cloud %.1f  decode %.1f\n",
+                  edge / n, encode / n, link / n, cloud / n, decode / n);
+    return b;
+  }
+};
+
+// Reads --config FILE into vm; errors name the file.
+void store_config_file(const std::string& path, const po::options_description& opts, po::variables_map& vm) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw std::invalid_argument("--config '" + path + "' does not exist");
+  if (fs::is_directory(path, ec)) throw std::invalid_argument("--config '" + path + "' is a directory, not a file");
+  std::ifstream f(path);
+  if (!f) throw std::invalid_argument("cannot open --config '" + path + "'");
+  try {
+    po::store(po::parse_config_file(f, opts), vm);
+  } catch (const po::error& e) {
+    throw std::invalid_argument("--config '" + path + "': " + e.what());
+  }
+}
+
+// --out is checked before any work: a run must not fail after training ends.
+void check_out_path(const std::string& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path p(out);
+  if (fs::is_directory(p, ec)) throw std::invalid_argument("--out '" + out + "' is a directory; give a file name");
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  if (!fs::exists(dir, ec)) {
+    fs::create_directories(dir, ec);
+    if (ec)
+      throw std::invalid_argument("--out '" + out + "': cannot create folder '" + dir.string() + "': " + ec.message());
+    std::printf("seam-train: created folder '%s' for --out\n", dir.string().c_str());
+  } else if (!fs::is_directory(dir, ec)) {
+    throw std::invalid_argument("--out '" + out + "': '" + dir.string() + "' is not a folder");
+  }
+  if (::access(dir.c_str(), W_OK) != 0)
+    throw std::invalid_argument("--out '" + out + "': folder '" + dir.string() + "' is not writable");
+}
+
+// Flags whose values the libraries would take silently (negative counts wrap or run nothing).
+void check_ranges(const t::RunOptions& ro, int threads, std::size_t max_per_class) {
+  auto need = [](bool ok, const std::string& m) {
+    if (!ok) throw std::invalid_argument(m);
+  };
+  // Unsigned flags given a negative number wrap around to huge values.
+  constexpr std::size_t kHuge = std::size_t{1} << 62;
+  need(ro.steps >= 1, "--steps must be >= 1 (got " + std::to_string(ro.steps) + ")");
+  need(ro.batch >= 1, "--batch must be >= 1 (got " + std::to_string(ro.batch) + ")");
+  need(ro.eval_every >= 0, "--eval-every must be >= 0 (0 = only at the end)");
+  need(ro.log_every >= 0, "--log-every must be >= 0 (0 = no progress lines)");
+  need(ro.eval_limit < kHuge, "--eval-limit must be >= 0 (0 = the whole test set)");
+  need(max_per_class < kHuge, "--max-per-class must be >= 0 (0 = all)");
+  need(threads >= 0, "--threads must be >= 0 (0 = all cores)");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -82,7 +154,8 @@ int main(int argc, char** argv) {
       "steps", po::value(&ro.steps)->default_value(1000), "optimizer steps")(
       "batch", po::value(&ro.batch)->default_value(64), "batch size")(
       "eval-every", po::value(&ro.eval_every)->default_value(0), "evaluate every N steps (0 = at the end)")(
-      "eval-limit", po::value(&ro.eval_limit)->default_value(0), "evaluate on the first N test examples (0 = all)")(
+      "eval-limit", po::value(&ro.eval_limit)->default_value(0),
+      "periodic evaluations use the first N test examples (0 = all); the final one always uses all")(
       "log-every", po::value(&ro.log_every)->default_value(50), "print a progress line every N steps")(
       "seed", po::value(&mc.seed)->default_value(0), "model, codec and data seed")(
       "threads", po::value(&threads)->default_value(0), "LibTorch threads (0 = all cores)")(
@@ -91,11 +164,7 @@ int main(int argc, char** argv) {
       "out", po::value(&out), "pretrain: checkpoint to write");
   try {
     po::variables_map vm = seam::tools::parse_command_line(argc, argv, opts);
-    if (vm.count("config")) {
-      std::ifstream f(vm["config"].as<std::string>());
-      if (!f) throw std::invalid_argument("cannot open config file '" + vm["config"].as<std::string>() + "'");
-      po::store(po::parse_config_file(f, opts), vm);
-    }
+    if (vm.count("config")) store_config_file(vm["config"].as<std::string>(), opts, vm);
     po::notify(vm);
     if (vm.count("help") || !vm.count("command")) {
       std::cout << kUsage << "\n" << opts;
@@ -103,6 +172,15 @@ int main(int argc, char** argv) {
     }
     const auto cmd = vm["command"].as<std::string>();
     if (cmd != "pretrain" && cmd != "finetune") throw std::invalid_argument("unknown command '" + cmd + "' (pretrain or finetune)");
+    check_ranges(ro, threads, max_per_class);
+    if (cmd == "pretrain" && out.empty()) throw std::invalid_argument("pretrain needs --out CHECKPOINT");
+    if (cmd == "finetune" && mc.kind == "gpt")
+      throw std::invalid_argument("finetune classifies: use --model vit, cnn or bert");
+    if (cmd == "finetune" && !out.empty())
+      throw std::invalid_argument("--out is for pretrain; finetune writes no checkpoint");
+    if (cmd == "pretrain" && !pretrained.empty())
+      throw std::invalid_argument("--pretrained is for finetune; pretrain starts from a fresh model");
+    if (cmd == "pretrain") check_out_path(out);
     std::printf("seam-train: %d threads\n", t::configure_threads(threads));
     if (auto note = seam::compression::blas_kernel_advice(); !note.empty()) std::printf("seam-train: %s\n", note.c_str());
     ro.data_seed = mc.seed;
@@ -115,8 +193,8 @@ int main(int argc, char** argv) {
     hs.task = mc.task;
     std::printf("task %s: %zu train / %zu test examples, %lld classes\n", tk->name().c_str(), tk->size(t::Split::train),
                 tk->size(t::Split::test), static_cast<long long>(tk->num_classes()));
+    t::check_model_fits_task(mc.kind, *tk);
     if (cmd == "pretrain") {
-      if (out.empty()) throw std::invalid_argument("pretrain needs --out CHECKPOINT");
       auto r = t::pretrain(mc, oc, *tk, ro, out, [&](const t::StepMetrics& m, double a) { progress_line(m, a, ro.log_every, false); });
       std::printf("pretrain done: %lld steps in %.1f s, mean loss of the last 50 steps %.4f%s -> %s\n",
                   static_cast<long long>(r.steps), r.seconds, r.last_loss,
@@ -124,16 +202,23 @@ int main(int argc, char** argv) {
                   out.c_str());
       return 0;
     }
-    if (mc.kind == "gpt") throw std::invalid_argument("finetune classifies: use --model vit, cnn or bert");
-    auto r = seam::session::run_split_training(mc, hs, *tk, ro, pretrained,
-                                   [&](const t::StepMetrics& m, double a) { progress_line(m, a, ro.log_every, true); });
+    if (!pretrained.empty()) std::printf("%s", t::check_pretrained(mc, pretrained).describe().c_str());
+    TimeSplit split;
+    auto r = seam::session::run_split_training(mc, hs, *tk, ro, pretrained, [&](const t::StepMetrics& m, double a) {
+      split.add(m);
+      progress_line(m, a, ro.log_every, true);
+    });
     std::printf("finetune done: %lld steps in %.1f s, last loss %.4f, test accuracy %.4f, bytes up %.1f MiB, down %.1f MiB\n",
                 static_cast<long long>(r.steps), r.seconds, r.last_loss, r.test_accuracy, r.link.bytes_up / 1048576.0,
                 r.link.bytes_down / 1048576.0);
+    std::printf("%s", split.describe().c_str());
     return 0;
   } catch (const po::error& e) {
     std::cerr << "seam-train: " << e.what() << "\n\n" << kUsage;
     return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "seam-train: error: " << e.what_without_backtrace() << "\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "seam-train: error: " << e.what() << "\n";
     return 1;

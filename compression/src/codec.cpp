@@ -81,7 +81,8 @@ static const StageInfo& stage_or_throw(const std::string& name) {
 }
 
 // Checks that each stage accepts what the previous one produces; appends an
-// implicit `none` when the chain would end on tensors.
+// implicit `none` when the chain would end on tensors. Then holds the chain to
+// the limits the decoder enforces, so a spec that parses always decodes.
 static void check_composition(std::vector<BoundStage>& stages) {
   PartKind kind = PartKind::tensors;
   for (const auto& s : stages) {
@@ -95,6 +96,28 @@ static void check_composition(std::vector<BoundStage>& stages) {
     kind = s.info->output;
   }
   if (kind == PartKind::tensors) stages.push_back(bind_stage(stage_or_throw("none"), {}));
+  if (static_cast<int>(stages.size()) > kMaxStages)
+    throw CodecError("codec spec has " + std::to_string(stages.size()) + " stages" +
+                     (kind == PartKind::tensors ? " (with the implicit final none)" : "") + "; at most " +
+                     std::to_string(kMaxStages) + " are allowed");
+  std::uint64_t parts = 1;
+  for (const auto& s : stages) {
+    switch (s.info->flow) {
+      case PartFlow::same: break;
+      case PartFlow::doubles: parts *= 2; break;
+      case PartFlow::joins: parts = 1; break;
+      case PartFlow::single_to_two:
+        if (parts != 1)
+          throw CodecError("stage '" + s.info->name + "' takes one tensor but follows stages that split it into " +
+                           std::to_string(parts) + " parts (place it before lowrank)");
+        parts = 2;
+        break;
+    }
+    if (parts > kMaxParts)
+      throw CodecError("codec spec splits the tensor into more than " + std::to_string(kMaxParts) +
+                       " parts at stage '" + s.info->name +
+                       "' (each lowrank doubles the parts); use fewer lowrank stages");
+  }
 }
 
 // "k=v,k=v" -> map; shared by spec strings and the params recorded in messages.
@@ -132,8 +155,10 @@ static std::vector<BoundStage> parse_spec(const std::string& spec) {
       if (kvs.empty()) throw CodecError("stage '" + name + "' has ':' but no parameters");
       given = parse_params(name, kvs);
     }
+    // Bounds the work on a long spec; check_composition gives the exact limit.
+    if (static_cast<int>(stages.size()) > kMaxStages)
+      throw CodecError("codec spec has more than " + std::to_string(kMaxStages) + " stages");
     stages.push_back(bind_stage(stage_or_throw(name), given));
-    if (static_cast<int>(stages.size()) > kMaxStages) throw CodecError("codec spec has too many stages");
     if (plus == std::string::npos) break;
     start = plus + 1;
   }

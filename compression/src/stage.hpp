@@ -26,6 +26,15 @@ struct Part {
 
 enum class PartKind { tensors, bytes };
 
+// How many parts a stage emits for the parts it takes: lets the spec parser
+// enforce the decoder's part limit before any tensor is seen.
+enum class PartFlow {
+  same,     // one out per part in
+  doubles,  // two out per part in (lowrank: U and V)
+  single_to_two,  // exactly one in, two out (delta)
+  joins,    // any number in, one out (zstd)
+};
+
 struct ParamSpec {
   std::string name;
   std::string default_value;
@@ -59,6 +68,7 @@ struct StageInfo {
   std::string help;
   std::vector<ParamSpec> params;
   std::function<std::unique_ptr<Stage>(const Params&)> make;
+  PartFlow flow = PartFlow::same;
 };
 
 // The registry of every stage (defined in registry.cpp).

@@ -194,7 +194,8 @@ StageInfo delta_stage_info() {
   return {"delta", 1, PartKind::tensors, PartKind::bytes,
           "AC-SGD: full precision on first sight of a sample, then Q(a - m) with m += Q^-1(c) on both sides",
           quant_param_specs(delta_defaults()),
-          [](const Params& p) { return std::make_unique<DeltaStage>(quant_config_from(p)); }};
+          [](const Params& p) { return std::make_unique<DeltaStage>(quant_config_from(p)); },
+          PartFlow::single_to_two};
 }
 
 }  // namespace seam::compression::detail

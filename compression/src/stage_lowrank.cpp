@@ -272,7 +272,8 @@ StageInfo lowrank_stage_info() {
             return std::make_unique<LowrankStage>(LowrankConfig{param_int(p, "rank"), param_int(p, "iters"),
                                                                 param_int(p, "oversample"), p.at("mode") == "sample",
                                                                 p.at("warm") == "1"});
-          }};
+          },
+          PartFlow::doubles};
 }
 
 }  // namespace seam::compression::detail

@@ -1,6 +1,7 @@
 // none / fp16 / bf16: raw element bytes, optionally narrowed first.
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <cstring>
 #include <optional>
 
@@ -22,7 +23,7 @@ class RawStage final : public Stage {
     for (auto& p : in) {
       at::Tensor t = p.tensor;
       if (target_) {
-        if (t.is_floating_point() && t.scalar_type() != *target_) check_range(t);
+        if (t.is_floating_point()) check_range(t);
         t = t.to(*target_);
       }
       t = t.contiguous();
@@ -57,10 +58,13 @@ class RawStage final : public Stage {
   }
 
  private:
-  // Values beyond fp16's range would silently become Inf.
+  // NaN and Inf are refused as quant refuses them; values beyond fp16's range
+  // would silently become Inf.
   void check_range(const at::Tensor& t) const {
-    if (*target_ != at::kHalf) return;
-    if (t.numel() && t.abs().max().item<double>() > 65504.0)
+    if (!t.numel()) return;
+    const double m = t.abs().max().item<double>();  // NaN propagates through max
+    if (!std::isfinite(m)) throw CodecError(std::string(name_) + ": input contains NaN or Inf");
+    if (*target_ == at::kHalf && m > 65504.0)
       throw CodecError("fp16: input magnitude exceeds fp16 range (65504); use bf16 or quant");
   }
 

@@ -78,7 +78,8 @@ class ZstdStage final : public Stage {
 StageInfo zstd_stage_info() {
   return {"zstd", 1, PartKind::bytes, PartKind::bytes, "lossless zstd over the packed bytes (raw if not smaller)",
           {{"level", "3", {}, 1, 19, "compression level"}},
-          [](const Params& p) { return std::make_unique<ZstdStage>(static_cast<int>(param_int(p, "level"))); }};
+          [](const Params& p) { return std::make_unique<ZstdStage>(static_cast<int>(param_int(p, "level"))); },
+          PartFlow::joins};
 }
 
 }  // namespace seam::compression::detail

@@ -255,15 +255,17 @@ TEST(DeltaReference, OutOfSyncAndMissingIdsAreClearErrors) {
   EXPECT_THROW(codec->encode(x, noids), sc::CodecError);
 }
 
+// The CodecError a spec gets, or "no error".
+std::string msg(const std::string& spec) {
+  try {
+    sc::make_codec(spec);
+  } catch (const sc::CodecError& e) {
+    return std::string(e.what());
+  }
+  return std::string("no error");
+}
+
 TEST(SpecGrammar, ErrorsNameWhatIsAllowed) {
-  auto msg = [](const std::string& spec) {
-    try {
-      sc::make_codec(spec);
-    } catch (const sc::CodecError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   EXPECT_NE(msg("qaunt:bits=4").find("known stages: none, fp16, bf16, quant, lowrank, delta, zstd"), std::string::npos);
   EXPECT_NE(msg("quant:bitz=4").find("allowed: bits, scale"), std::string::npos);
   EXPECT_NE(msg("quant:bits=9").find("one of 1|2|3|4|5|6|7|8|16"), std::string::npos);
@@ -276,6 +278,39 @@ TEST(SpecGrammar, ErrorsNameWhatIsAllowed) {
             "quant:bits=4,scale=tensor,mode=asym,round=nearest,clip=none,prior=laplace,sdtype=f32");
   EXPECT_EQ(sc::make_codec("lowrank:rank=4")->spec(),
             "lowrank:rank=4,iters=1,oversample=4,mode=sample,warm=0+none");
+}
+
+// A spec that parses must decode: the parser holds chains to the decoder's stage and part limits.
+TEST(SpecGrammar, ParserEnforcesTheDecodersLimits) {
+  auto chain = [](const std::string& stage, int n, const std::string& tail) {
+    std::string s;
+    for (int i = 0; i < n; ++i) s += stage + "+";
+    return s + tail;
+  };
+  const auto x = torch::randn({4, 8});
+  // 8 lowranks make 256 parts, the most a message may hold; they round-trip.
+  EXPECT_EQ(roundtrip(chain("lowrank:rank=1", 8, "fp16"), x).sizes(), x.sizes());
+  EXPECT_NE(msg(chain("lowrank:rank=1", 9, "fp16")).find("more than 256 parts at stage 'lowrank'"), std::string::npos);
+  // At most 16 stages, counting the implicit final none.
+  const std::string sixteen = chain("lowrank:rank=1", 8, chain("zstd", 6, "fp16+zstd"));
+  EXPECT_EQ(roundtrip(sixteen, x).sizes(), x.sizes());
+  EXPECT_NE(msg(sixteen + "+zstd").find("has 17 stages; at most 16"), std::string::npos);
+  EXPECT_NE(msg(chain("lowrank:rank=1", 15, "lowrank:rank=1")).find("has 17 stages (with the implicit final none)"),
+            std::string::npos);
+  EXPECT_NE(msg(chain("zstd", 17, "zstd")).find("more than 16 stages"), std::string::npos);
+  EXPECT_NE(msg("lowrank:rank=2+delta").find("stage 'delta' takes one tensor"), std::string::npos);
+}
+
+TEST(RawStages, Fp16AndBf16RefuseNanAndInf) {
+  for (const char* spec : {"fp16", "bf16"}) {
+    for (float bad : {std::nanf(""), INFINITY}) {
+      auto x = torch::randn({4, 4});
+      x[1][2] = bad;
+      sc::CodecContext e(1);
+      EXPECT_THROW(sc::make_codec(spec)->encode(x, e), sc::CodecError) << spec << " " << bad;
+      EXPECT_THROW(sc::make_codec(spec)->encode(x.to(torch::kHalf), e), sc::CodecError) << spec << " " << bad;
+    }
+  }
 }
 
 TEST(SpecGrammar, DecoderRefusesAMessageOfAnotherSpec) {

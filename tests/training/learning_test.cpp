@@ -7,6 +7,7 @@
 #include <map>
 
 #include "seam/session/run.hpp"
+#include "seam/training/checkpoint.hpp"
 #include "seam/training/job.hpp"
 
 namespace t = seam::training;
@@ -108,6 +109,20 @@ TEST(Learning, PretrainedWeightsReachTheSplitModelIncludingAnSftLayer) {
   auto s = torch::linalg::svdvals(w1.to(torch::kDouble), c10::nullopt);
   double err = (torch::matmul(up, down) - w1).pow(2).sum().item<double>();
   EXPECT_NEAR(err, s.narrow(0, 4, s.size(0) - 4).pow(2).sum().item<double>(), 1e-3);
+  // Another --max-len: the position embedding is reported as not loaded, with both shapes.
+  t::ModelConfig longer = ft;
+  longer.max_len = 64;
+  auto report = t::check_pretrained(longer, path);
+  EXPECT_EQ(report.kind, "bert");
+  ASSERT_FALSE(report.skipped.empty());
+  EXPECT_NE(report.describe().find("0.pos: shape [1, 32, 32] in the checkpoint, [1, 64, 32] in the model"),
+            std::string::npos)
+      << report.describe();
+  // Another model kind is refused, not loaded in part.
+  t::ModelConfig vit;
+  vit.split = 2;
+  vit.classes = 10;
+  EXPECT_THROW(t::build_split_model(vit, path), t::CheckpointError);
   std::filesystem::remove(path);
   EXPECT_THROW(t::make_task("imagenet"), std::invalid_argument);
 }

@@ -101,7 +101,9 @@ TEST(TextData, JsonlLoaderReadsLabelsAndReportsBadLines) {
     t::load_jsonl((dir / "bad.jsonl").string());
     FAIL();
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("line 2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("JSONL file '" + (dir / "bad.jsonl").string() + "', line 2"),
+              std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(t::load_jsonl((dir / "missing.jsonl").string()), std::runtime_error);
   std::filesystem::remove_all(dir);

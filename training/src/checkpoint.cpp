@@ -61,6 +61,7 @@ std::int64_t read_int(torch::serialize::InputArchive& ar, const std::string& key
 
 void open_archive(torch::serialize::InputArchive& ar, const std::string& path) {
   if (!fs::exists(path)) throw CheckpointError("checkpoint '" + path + "' does not exist");
+  if (fs::is_directory(path)) throw CheckpointError("checkpoint '" + path + "' is a directory, not a file");
   try {
     ar.load_from(path);
   } catch (const c10::Error& e) {

@@ -143,7 +143,22 @@ double evaluate(ModelHalf& edge, ModelHalf* cloud, const Task& task, Split s, st
   return n ? correct / double(n) : 0.0;
 }
 
-std::vector<std::string> load_pretrained(ModelHalf& full, const std::string& path) {
+std::string PretrainedLoad::describe() const {
+  std::string s = "pretrained '" + path + "' (" + kind + "): loaded " + std::to_string(loaded.size()) + " of " +
+                  std::to_string(loaded.size() + skipped.size()) + " tensors";
+  if (skipped.empty()) return s + "\n";
+  s += "; not loaded (they keep their fresh initialisation):\n";
+  for (const auto& k : skipped) s += "  " + k + "\n";
+  return s;
+}
+
+PretrainedLoad load_pretrained_report(ModelHalf& full, const std::string& path, const std::string& model_kind) {
+  PretrainedLoad r;
+  r.path = path;
+  r.kind = checkpoint_config(path).kind;  // throws CheckpointError naming the file when it is not a checkpoint
+  if (!model_kind.empty() && r.kind != model_kind)
+    throw CheckpointError("pretrained checkpoint '" + path + "' holds a " + r.kind + " model, but the model is " +
+                          model_kind + "; pre-train a " + model_kind + " or use --model " + r.kind);
   torch::serialize::InputArchive ar;
   try {
     ar.load_from(path);
@@ -151,30 +166,57 @@ std::vector<std::string> load_pretrained(ModelHalf& full, const std::string& pat
     throw CheckpointError("cannot read pretrained checkpoint '" + path + "': " + e.what_without_backtrace());
   }
   torch::NoGradGuard ng;
-  std::vector<std::string> skipped;
-  std::size_t loaded = 0;
   auto load = [&](const NamedTensors& named, const char* kind, bool buffer) {
     for (auto& [name, dst] : named) {
       at::Tensor t;
-      if (!ar.try_read(std::string("edge/") + kind + "/" + name, t, buffer) || t.sizes() != dst.sizes()) {
-        skipped.push_back(name);
+      if (!ar.try_read(std::string("edge/") + kind + "/" + name, t, buffer)) {
+        r.skipped.push_back(name + ": not in the checkpoint");
+        r.skipped_names.push_back(name);
+        continue;
+      }
+      if (t.sizes() != dst.sizes()) {
+        r.skipped.push_back(name + ": shape " + c10::str(t.sizes()) + " in the checkpoint, " +
+                            c10::str(dst.sizes()) + " in the model");
+        r.skipped_names.push_back(name);
         continue;
       }
       at::Tensor d = dst;
       d.copy_(t);
-      ++loaded;
+      r.loaded.push_back(name);
     }
   };
   load(full.named_parameters(), "p", false);
   load(full.named_buffers(), "b", true);
-  if (loaded == 0) throw CheckpointError("pretrained checkpoint '" + path + "' has no tensor that fits this model");
-  return skipped;
+  if (r.loaded.empty()) throw CheckpointError("pretrained checkpoint '" + path + "' has no tensor that fits this model");
+  return r;
+}
+
+std::vector<std::string> load_pretrained(ModelHalf& full, const std::string& path) {
+  return load_pretrained_report(full, path, "").skipped_names;
+}
+
+PretrainedLoad check_pretrained(const ModelConfig& mc, const std::string& path) {
+  ModelConfig whole = mc;
+  whole.split = 1;
+  whole.sft_rank = 0;
+  whole.c3_groups = 0;
+  auto full = build_full_model(whole);
+  return load_pretrained_report(full, path, mc.kind);
+}
+
+void check_model_fits_task(const std::string& model_kind, const Task& task) {
+  if (model_kind == "torchscript") return;
+  const bool text_model = model_kind == "bert" || model_kind == "gpt";
+  if (text_model == task.is_text()) return;
+  throw std::invalid_argument("--model " + model_kind + " reads " + (text_model ? "text" : "images") +
+                              ", but task '" + task.name() + "' gives " + (task.is_text() ? "text" : "images") +
+                              "; use " + (task.is_text() ? "--model bert (or gpt to pre-train)" : "--model vit or cnn") +
+                              ", or a " + (text_model ? "text task (fortunes-*, jsonl:PATH)" : "fashion-mnist task"));
 }
 
 RunResult pretrain(const ModelConfig& mc, const OptimConfig& oc, const Task& task, const RunOptions& ro,
                    const std::string& out_path, const Progress& progress) {
-  if ((mc.kind == "bert" || mc.kind == "gpt") != task.is_text())
-    throw std::invalid_argument("model '" + mc.kind + "' does not fit task '" + task.name() + "'");
+  check_model_fits_task(mc.kind, task);
   auto full = build_full_model(mc);
   Optimizer opt(full, oc);
   Sampler sampler(task.size(Split::train), ro.data_seed);

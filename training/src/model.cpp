@@ -11,6 +11,7 @@
 #include "model_impl.hpp"
 #include "seam/compression/c3.hpp"
 #include "seam/compression/sft.hpp"
+#include "seam/training/job.hpp"
 
 namespace seam::training {
 
@@ -406,7 +407,6 @@ ModelHalf build_full_model(const ModelConfig& c) {
   return ModelHalf(std::move(impl));
 }
 
-std::vector<std::string> load_pretrained(ModelHalf& full, const std::string& path);  // job.cpp
 
 SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained, bool derive) {
   if (c.kind == "torchscript") return build_script_model(c, true);
@@ -417,7 +417,7 @@ SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained
     auto all = std::make_unique<ModelHalf::Impl>();
     for (std::size_t i = 0; i < blocks.size(); ++i) all->add(std::to_string(i), blocks[i]);
     ModelHalf whole(std::move(all));
-    load_pretrained(whole, pretrained);
+    load_pretrained_report(whole, pretrained, c.kind);  // refuses a checkpoint of another model kind
   }
   auto edge = std::make_unique<ModelHalf::Impl>();
   auto cloud = std::make_unique<ModelHalf::Impl>();

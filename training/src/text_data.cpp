@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -139,7 +141,10 @@ struct JsonLine {
   const std::string& s;
   std::size_t i = 0;
   std::size_t line;
-  [[noreturn]] void fail(const std::string& m) { throw std::runtime_error("line " + std::to_string(line) + ": " + m); }
+  const std::string& path;
+  [[noreturn]] void fail(const std::string& m) {
+    throw std::runtime_error("JSONL file '" + path + "', line " + std::to_string(line) + ": " + m);
+  }
   void ws() {
     while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
   }
@@ -200,15 +205,16 @@ struct JsonLine {
 }  // namespace
 
 TextDataset load_jsonl(const std::string& path) {
+  if (std::filesystem::is_directory(path)) throw std::runtime_error("JSONL file '" + path + "' is a directory");
   std::ifstream f(path);
-  if (!f) throw std::runtime_error("cannot open JSONL file '" + path + "'");
+  if (!f) throw std::runtime_error("cannot open JSONL file '" + path + "': " + std::strerror(errno));
   std::vector<std::pair<std::string, std::string>> rows;
   std::string line;
   std::size_t n = 0;
   while (std::getline(f, line)) {
     ++n;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    JsonLine j{line, 0, n};
+    JsonLine j{line, 0, n, path};
     std::string text, label;
     bool have_text = false, have_label = false;
     j.expect('{');

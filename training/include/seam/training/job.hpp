@@ -86,4 +86,24 @@ RunResult pretrain(const ModelConfig& mc, const OptimConfig& oc, const Task& tas
 // shape differs (e.g. a new classification head) are skipped; returns their names.
 std::vector<std::string> load_pretrained(ModelHalf& full, const std::string& path);
 
+// What a pretrained checkpoint gave a model: the tensors loaded, and each one
+// not loaded with the reason (missing, or shapes in checkpoint and model).
+struct PretrainedLoad {
+  std::string path, kind;  // kind: the checkpoint's model kind
+  std::vector<std::string> loaded, skipped, skipped_names;
+  std::string describe() const;  // one line, then one line per tensor not loaded
+};
+
+// As load_pretrained, and refuses (CheckpointError) a checkpoint whose model kind
+// differs from `model_kind` (empty: any kind).
+PretrainedLoad load_pretrained_report(ModelHalf& full, const std::string& path, const std::string& model_kind);
+
+// Loads `path` into a fresh whole model built from `mc` and reports it; lets a
+// program say what a fine-tune will start from before it starts.
+PretrainedLoad check_pretrained(const ModelConfig& mc, const std::string& path);
+
+// Throws std::invalid_argument, naming both and what fits, when a model kind
+// cannot read the task's inputs (vit/cnn take images, bert/gpt take text).
+void check_model_fits_task(const std::string& model_kind, const Task& task);
+
 }  // namespace seam::training
