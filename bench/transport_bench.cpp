@@ -39,7 +39,7 @@ Message reply_small(const PeerInfo&, Message&& m) {
 
 Message payload(std::uint64_t step, std::size_t bytes) {
   Message m;
-  m.body = Forward{step, {}};
+  m.body = Forward{step, {}, 1, 0, {0}, {}};
   Section s;
   s.info.name = "x";
   s.info.shape = {static_cast<std::int64_t>(bytes)};

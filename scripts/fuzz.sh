@@ -13,5 +13,6 @@ CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithD
   -DSEAM_PCH=OFF >/dev/null
 cmake --build "$build" --target seam_fuzz_decode_gate
 mkdir -p "$build/fuzz-corpus"
+cp -n tests/transport/fuzz/seeds/* "$build/fuzz-corpus/"  # hand-made frames that reach the packed Forward fields
 "$build/tests/transport/fuzz/seam_fuzz_decode_gate" -max_total_time="$secs" -max_len=4096 \
   -print_final_stats=1 "$build/fuzz-corpus"

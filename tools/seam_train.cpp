@@ -31,7 +31,8 @@ const char* kUsage =
     "pretrain trains the whole model (bert: masked-LM over bytes, gpt: next byte, vit/cnn:\n"
     "classification) and writes a checkpoint. finetune splits the model at --split, runs the\n"
     "edge half and the cloud half through real encoded frames, and reports per-step loss,\n"
-    "bytes up/down, compression ratios, time split, and test accuracy.\n"
+    "bytes up/down, compression ratios (codec/whole frame), time split, and test accuracy; at the end,\n"
+    "the bytes per step by part (tensor, mask, labels, ids, metadata, header) each way.\n"
     "Options may also come from --config FILE (key = value lines, same names as the flags).\n";
 
 void progress_line(const t::StepMetrics& m, double acc, std::int64_t every, bool split) {
@@ -40,10 +41,12 @@ void progress_line(const t::StepMetrics& m, double acc, std::int64_t every, bool
   if (!split) {
     std::printf("step %6llu  loss %.4f\n", static_cast<unsigned long long>(m.step + 1), m.loss);
   } else {
-    std::printf("step %6llu  loss %.4f  acc %.3f  up %.1f KiB (x%.1f)  down %.1f KiB (x%.1f)  "
+    // Ratios: the codec's own (tensor), then the whole frame's against fp32 + int64 extras.
+    std::printf("step %6llu  loss %.4f  acc %.3f  up %.1f KiB (x%.1f/x%.1f)  down %.1f KiB (x%.1f/x%.1f)  "
                 "ms edge %.1f enc %.1f link %.1f cloud %.1f dec %.1f\n",
                 static_cast<unsigned long long>(m.step + 1), m.loss, m.accuracy, m.bytes_up / 1024.0, m.ratio_up,
-                m.bytes_down / 1024.0, m.ratio_down, m.edge_ms, m.encode_ms, m.link_ms, m.cloud_ms, m.decode_ms);
+                m.frame_ratio_up, m.bytes_down / 1024.0, m.ratio_down, m.frame_ratio_down, m.edge_ms, m.encode_ms,
+                m.link_ms, m.cloud_ms, m.decode_ms);
   }
   std::fflush(stdout);
 }
@@ -211,6 +214,7 @@ int main(int argc, char** argv) {
     std::printf("finetune done: %lld steps in %.1f s, last loss %.4f, test accuracy %.4f, bytes up %.1f MiB, down %.1f MiB\n",
                 static_cast<long long>(r.steps), r.seconds, r.last_loss, r.test_accuracy, r.link.bytes_up / 1048576.0,
                 r.link.bytes_down / 1048576.0);
+    std::printf("%s", r.traffic.describe().c_str());
     std::printf("%s", split.describe().c_str());
     return 0;
   } catch (const po::error& e) {

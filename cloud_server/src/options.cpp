@@ -2,15 +2,22 @@
 
 namespace seam::cloud {
 
-std::vector<std::string> validate(const ServerOptions& o) {
+std::vector<std::string> validate(const ServiceOptions& o) {
   std::vector<std::string> errors;
-  if (o.bind_address.empty()) errors.emplace_back("bind address is empty");
-  if (o.max_sessions < 1) errors.emplace_back("max sessions must be >= 1");
-  if (o.threads < 0) errors.emplace_back("threads must be >= 0 (0 = all cores)");
-  if (o.cert_file.empty() || o.key_file.empty()) {
-    errors.emplace_back("server certificate and key are required (TLS is mandatory)");
+  const auto& s = o.server;
+  if (s.bind_address.empty()) errors.emplace_back("--bind-address is empty");
+  if (s.max_connections < 1) errors.emplace_back("--max-connections must be >= 1");
+  if (s.worker_threads < 1) errors.emplace_back("--worker-threads must be >= 1");
+  if (s.tls.insecure_plaintext) {
+    errors.emplace_back("plaintext is for benchmarks only; seam-cloud always serves TLS");
+  } else {
+    if (s.tls.cert_file.empty()) errors.emplace_back("--cert is required (the server's certificate, PEM)");
+    if (s.tls.key_file.empty()) errors.emplace_back("--key is required (the server's private key, PEM)");
+    if (s.tls.ca_file.empty()) errors.emplace_back("--client-ca is required (the CA of the clients' certificates: mutual TLS)");
+    if (!s.tls.require_client_cert) errors.emplace_back("client certificates are required (mutual TLS)");
   }
-  if (o.checkpoint_dir.empty()) errors.emplace_back("checkpoint directory is empty");
+  if (o.jobs_dir.empty()) errors.emplace_back("--jobs-dir is empty");
+  if (o.state_dir.empty()) errors.emplace_back("--state-dir is empty");
   return errors;
 }
 

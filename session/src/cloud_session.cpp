@@ -163,6 +163,13 @@ st::Message CloudSession::on_checkpoint(const st::Checkpoint& c) {
   return out;
 }
 
+std::string CloudSession::save_now() {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return !running_; });
+  if (!store_->enabled() || dirty_ || trainer_->steps_done() == 0) return "";
+  return store_->save(trainer_->state());
+}
+
 // ---------------------------------------------------------------- registry
 
 CloudSessions::CloudSessions(PreparedJob job, std::string root_dir, SessionOptions base)
@@ -199,6 +206,17 @@ st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
     }
   }
   return s->handle(std::move(m));
+}
+
+std::size_t CloudSessions::save_all() {
+  std::vector<std::shared_ptr<CloudSession>> all;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [key, s] : sessions_) all.push_back(s);
+  }
+  std::size_t saved = 0;
+  for (auto& s : all) saved += s->save_now().empty() ? 0 : 1;
+  return saved;
 }
 
 std::shared_ptr<CloudSession> CloudSessions::find(const std::string& key) const {

@@ -28,6 +28,7 @@ EdgeSession::~EdgeSession() = default;
 
 void EdgeSession::init(SessionOptions o) {
   every_ = o.state_dir.empty() ? 0 : o.checkpoint_every;
+  job_name_ = o.job_name;
   trainer_ = std::make_unique<t::EdgeTrainer>(*half_, job_.spec.half);
   detail::place_delta_buffers(trainer_->state(), o.delta_ram_limit_bytes, o.state_dir);
   store_ = std::make_unique<Store>(o.state_dir, o.keep_checkpoints, true, &job_.spec.model, job_.fingerprint);
@@ -57,7 +58,7 @@ std::vector<std::uint64_t> EdgeSession::checkpoints() const { return store_->ste
 st::Hello EdgeSession::hello(const std::string& client_id) const {
   st::Hello h;
   h.client_id = client_id;
-  h.job = job_.fingerprint.substr(0, 16);
+  h.job = job_name_.empty() ? job_.fingerprint.substr(0, 16) : job_name_;
   h.up_codec = compression::make_codec(job_.spec.half.up_codec)->spec();
   h.down_codec = compression::make_codec(job_.spec.half.down_codec)->spec();
   h.seed = job_.spec.half.seed;

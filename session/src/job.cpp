@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "seam/compression/codec.hpp"
+#include "seam/session/protocol.hpp"
 #include "seam/training/checkpoint.hpp"
 #include "state_store.hpp"
 
@@ -97,15 +98,6 @@ std::string num(double x) {
   return os.str();
 }
 
-// Whether a canonical spec ("stage:k=v+stage...") has the stage `name`.
-bool has_stage(const std::string& spec, const std::string& name) {
-  std::istringstream is(spec);
-  std::string stage;
-  while (std::getline(is, stage, '+'))
-    if (stage.substr(0, stage.find(':')) == name) return true;
-  return false;
-}
-
 }  // namespace
 
 std::string sha256_hex(const std::string& bytes) {
@@ -140,12 +132,12 @@ void check_job(const JobSpec& j) {
   } catch (const std::exception& e) {
     throw std::invalid_argument(std::string("job: ") + e.what());
   }
-  if (j.model.c3_groups > 0 && has_stage(up, "delta"))
+  if (j.model.c3_groups > 0 && spec_has_stage(up, "delta"))
     throw std::invalid_argument(
         "job: up codec '" + up + "' uses delta after C3 (c3_groups=" + std::to_string(j.model.c3_groups) +
         "): delta keeps one buffer per stable sample id, but each C3 row binds a group of samples that changes every "
         "epoch; use quant after C3 instead");
-  if (has_stage(down, "delta"))
+  if (spec_has_stage(down, "delta"))
     throw std::invalid_argument("job: down codec '" + down +
                                 "' uses delta: AC-SGD compresses gradients directly (quant), not as deltas");
   t::check_model_config(j.model);  // SFT on a CNN, split out of range, ...

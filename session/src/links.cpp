@@ -13,7 +13,14 @@ StepSpec codecs_of(const st::Hello& h) {
   StepSpec s;
   s.up_codec = h.up_codec;
   s.down_codec = h.down_codec;
+  s.send_ids = codec_needs_ids(h.up_codec);
   return s;
+}
+
+// Counts one frame into a direction's totals.
+void count(const st::EncodedFrame& f, std::uint64_t& bytes, t::ByteBreakdown& by) {
+  bytes += f.total_bytes();
+  by += t::ByteBreakdown{f.bytes.header, f.bytes.metadata, f.bytes.sections, f.bytes.ids, f.bytes.labels, f.bytes.mask};
 }
 
 template <class T>
@@ -47,21 +54,22 @@ st::Message checkpoint_message(std::uint64_t step) {
 
 st::Message InProcessLink::round_trip(const st::Message& m) {
   const std::uint64_t id = ++stats_.exchanges;
-  auto frame = [&](const st::Message& in, std::uint64_t& counter) {
-    auto bytes = st::encode_frame(in, id).to_bytes();
-    counter += bytes.size();
+  auto frame = [&](const st::Message& in, std::uint64_t& counter, t::ByteBreakdown& by) {
+    auto encoded = st::encode_frame(in, id);
+    count(encoded, counter, by);
+    auto bytes = encoded.to_bytes();
     st::Message out;
     std::string why;
     if (auto ec = st::decode_frame_bytes(bytes.data(), bytes.size(), st::FrameLimits{}, out, &why))
       throw SessionError(SessionErrc::bad_field, "in-process link: frame does not decode: " + why);
     return out;
   };
-  st::Message in = frame(m, stats_.bytes_up);
-  return frame(cloud_.handle(in), stats_.bytes_down);
+  st::Message in = frame(m, stats_.bytes_up, stats_.up);
+  return frame(cloud_.handle(in), stats_.bytes_down, stats_.down);
 }
 
 t::StepReply InProcessLink::exchange(const t::StepRequest& r) {
-  return parse_backward(round_trip(forward_message(r)), spec_, r.step);
+  return parse_backward(round_trip(forward_message(r, spec_)), spec_, r.step);
 }
 
 st::Welcome InProcessLink::hello(const st::Hello& h) {
@@ -83,7 +91,7 @@ st::Client& TlsLink::client() { return *client_; }
 t::LinkStats TlsLink::stats() const { return stats_; }
 
 st::Message TlsLink::request(st::Message m) {
-  stats_.bytes_up += st::encode_frame(m, 0).total_bytes();
+  count(st::encode_frame(m, 0), stats_.bytes_up, stats_.up);
   ++stats_.exchanges;
   st::Message r;
   try {
@@ -91,7 +99,7 @@ st::Message TlsLink::request(st::Message m) {
   } catch (const st::TransportError& e) {
     rethrow(e);
   }
-  stats_.bytes_down += st::encode_frame(r, 0).total_bytes();
+  count(st::encode_frame(r, 0), stats_.bytes_down, stats_.down);
   return r;
 }
 
@@ -100,7 +108,7 @@ t::StepReply TlsLink::exchange(const t::StepRequest& r) {
     hello_->resume_step = r.step;
     client_->update_hello(*hello_);
   }
-  return parse_backward(request(forward_message(r)), spec_, r.step);
+  return parse_backward(request(forward_message(r, spec_)), spec_, r.step);
 }
 
 st::Welcome TlsLink::hello(const st::Hello& h) {

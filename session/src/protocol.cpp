@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <algorithm>
 #include <unordered_set>
 
 #include "seam/compression/codec.hpp"
@@ -27,31 +28,16 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
   return o + "]";
 }
 
-st::Section raw_section(const std::string& name, const at::Tensor& t) {
-  at::Tensor c = t.contiguous();
-  st::Section s;
-  s.info.name = name;
-  s.info.dtype = sc::to_wire(c.scalar_type());
-  s.info.shape.assign(c.sizes().begin(), c.sizes().end());
-  s.bytes.resize(c.nbytes());
-  if (!s.bytes.empty()) std::memcpy(s.bytes.data(), c.data_ptr(), s.bytes.size());
-  return s;
-}
-
-// Encoded sections carry no shape: the codec message records it (once).
-st::Section encoded_section(const std::string& name, const std::vector<std::uint8_t>& bytes) {
+// A codec message as a plain u8 section: the negotiated spec is not repeated
+// (the message names its stages and parse checks them), and its length is
+// its shape.
+st::Section blob_section(const std::string& name, const std::vector<std::uint8_t>& bytes) {
   st::Section s;
   s.info.name = name;
   s.info.dtype = st::WireDType::u8;
-  s.info.codec = sc::message_spec(bytes.data(), bytes.size());
+  s.info.shape = {static_cast<std::int64_t>(bytes.size())};
   s.bytes = bytes;
   return s;
-}
-
-at::Tensor tensor_of(const st::Section& s) {
-  at::Tensor t = at::empty(s.info.shape, at::TensorOptions().dtype(sc::from_wire(s.info.dtype)));
-  if (!s.bytes.empty()) std::memcpy(t.data_ptr(), s.bytes.data(), s.bytes.size());
-  return t;
 }
 
 // Exactly the named sections, each at most once; required ones present.
@@ -73,21 +59,15 @@ auto sections_of(Msg& m, std::uint64_t step, const std::vector<std::pair<std::st
 // The codec message's own spec (parsed from its bytes, not the sender's label)
 // must be the negotiated one.
 void check_codec(std::uint64_t step, const st::Section& s, const std::string& want) {
-  if (s.info.codec.empty()) bad(step, s.info.name, "raw section where an encoded one (codec '" + want + "') is expected");
+  if (s.info.dtype != st::WireDType::u8 || s.info.shape.size() != 1 || !s.info.codec.empty())
+    bad(step, s.info.name, "expected the codec message as a plain u8 section");
   std::string got;
   try {
     got = sc::message_spec(s.bytes.data(), s.bytes.size());
   } catch (const std::exception& e) {
     bad(step, s.info.name, std::string("not a codec message: ") + e.what());
   }
-  if (got != s.info.codec) bad(step, s.info.name, "section says codec '" + s.info.codec + "' but its bytes say '" + got + "'");
   if (got != want) bad(step, s.info.name, "codec '" + got + "' is not the negotiated '" + want + "'");
-}
-
-void check_raw_i64(std::uint64_t step, const st::Section& s) {
-  if (!s.info.codec.empty()) bad(step, s.info.name, "expected a raw tensor, got codec '" + s.info.codec + "'");
-  if (s.info.dtype != st::WireDType::i64)
-    bad(step, s.info.name, std::string("dtype ") + st::wire_dtype_name(s.info.dtype) + ", expected int64");
 }
 
 }  // namespace
@@ -100,15 +80,94 @@ StepSpec step_spec(const training::ModelConfig& mc, const training::HalfSettings
   s.classes = mc.classes;
   s.vocab = mc.vocab;
   if (mc.kind == "bert" || mc.kind == "gpt") s.max_len = mc.max_len;
+  s.send_ids = codec_needs_ids(s.up_codec);
   return s;
 }
 
-st::Message forward_message(const training::StepRequest& r) {
+bool spec_has_stage(const std::string& spec, const std::string& name) {
+  std::size_t at = 0;
+  while (at <= spec.size()) {
+    const std::size_t plus = std::min(spec.find('+', at), spec.size());
+    const std::string stage = spec.substr(at, plus - at);
+    if (stage.substr(0, stage.find(':')) == name) return true;
+    at = plus + 1;
+  }
+  return false;
+}
+
+bool codec_needs_ids(const std::string& spec) { return spec_has_stage(spec, "delta"); }
+
+namespace {
+
+std::vector<std::int64_t> values_of(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kLong).contiguous();
+  const auto* p = c.data_ptr<std::int64_t>();
+  return {p, p + c.numel()};
+}
+
+// A [B, L] 0/1 mask as lengths when every row is a prefix of ones, else as a bitmap.
+st::StepMask compact_mask(std::uint64_t step, const at::Tensor& mask) {
+  st::StepMask k;
+  if (!mask.defined()) return k;
+  if (mask.dim() != 2 || mask.size(1) < 1) bad(step, "attention_mask", "shape " + shape_str(mask.sizes().vec()) + ", expected [B, L]");
+  at::Tensor m = mask.to(at::kLong).contiguous();
+  if (m.ne(0).logical_and(m.ne(1)).any().item<bool>()) bad(step, "attention_mask", "values other than 0 and 1");
+  const std::int64_t b = m.size(0), l = m.size(1);
+  k.len = static_cast<std::uint32_t>(l);
+  at::Tensor lengths = m.sum(1);
+  at::Tensor prefix = at::arange(l, m.options()).unsqueeze(0).lt(lengths.unsqueeze(1)).to(at::kLong);
+  if (prefix.equal(m)) {
+    k.kind = st::MaskKind::lengths;
+    k.lengths = values_of(lengths);
+    return k;
+  }
+  k.kind = st::MaskKind::bitmap;
+  k.bitmap.assign(static_cast<std::size_t>((b * l + 7) / 8), 0);
+  const auto* p = m.data_ptr<std::int64_t>();
+  for (std::int64_t i = 0; i < b * l; ++i)
+    if (p[i]) k.bitmap[static_cast<std::size_t>(i >> 3)] |= static_cast<std::uint8_t>(1u << (i & 7));
+  return k;
+}
+
+at::Tensor mask_tensor(const st::StepMask& k, std::int64_t b) {
+  const std::int64_t l = k.len;
+  if (k.kind == st::MaskKind::lengths) {
+    at::Tensor len = at::tensor(k.lengths, at::kLong);
+    return at::arange(l, at::kLong).unsqueeze(0).lt(len.unsqueeze(1)).to(at::kLong);
+  }
+  at::Tensor m = at::zeros({b, l}, at::kLong);
+  auto* p = m.data_ptr<std::int64_t>();
+  for (std::int64_t i = 0; i < b * l; ++i) p[i] = (k.bitmap[static_cast<std::size_t>(i >> 3)] >> (i & 7)) & 1;
+  return m;
+}
+
+}  // namespace
+
+st::Message forward_message(const training::StepRequest& r, const StepSpec& spec) {
+  const std::uint64_t step = r.step;
+  if (!r.labels.defined() || (r.labels.dim() != 1 && r.labels.dim() != 2) || r.labels.size(0) < 1)
+    bad(step, "labels", "expected [B] or [B, L] with B >= 1");
+  const std::int64_t b = r.labels.size(0);
+  if (b > static_cast<std::int64_t>(st::kMaxBatch)) bad(step, "labels", "batch of " + std::to_string(b) + " exceeds 65536");
+  st::Forward f;
+  f.step_id = step;
+  f.batch = static_cast<std::uint32_t>(b);
+  if (spec.send_ids) {
+    if (static_cast<std::int64_t>(r.sample_ids.size()) != b)
+      bad(step, "sample_ids", std::to_string(r.sample_ids.size()) + " ids for a batch of " + std::to_string(b));
+    f.sample_ids = r.sample_ids;
+  }
+  f.label_len = r.labels.dim() == 2 ? static_cast<std::uint32_t>(r.labels.size(1)) : 0;
+  f.labels = values_of(r.labels);
+  f.mask = compact_mask(step, r.attention_mask);
+  if (f.mask.kind != st::MaskKind::none && f.mask.len != f.label_len && f.label_len != 0)
+    bad(step, "attention_mask", "L " + std::to_string(f.mask.len) + " differs from the labels' L " + std::to_string(f.label_len));
+  if (f.mask.kind != st::MaskKind::none && r.attention_mask.size(0) != b)
+    bad(step, "attention_mask", "shape " + shape_str(r.attention_mask.sizes().vec()) + " does not match a batch of " +
+                                    std::to_string(b));
   st::Message m;
-  m.body = st::Forward{r.step, r.sample_ids};
-  m.sections.push_back(encoded_section("activations", r.activations));
-  m.sections.push_back(raw_section("labels", r.labels));
-  if (r.attention_mask.defined()) m.sections.push_back(raw_section("attention_mask", r.attention_mask));
+  m.body = std::move(f);
+  m.sections.push_back(blob_section("activations", r.activations));
   return m;
 }
 
@@ -116,57 +175,56 @@ training::StepRequest parse_forward(st::Message&& m, const StepSpec& spec) {
   const auto* f = m.as<st::Forward>();
   if (!f) throw SessionError(SessionErrc::bad_field, std::string("expected a forward message, got ") + st::to_string(m.type()));
   const std::uint64_t step = f->step_id;
-  const auto b = static_cast<std::int64_t>(f->sample_ids.size());
+  const std::int64_t b = f->batch;
   if (b < 1 || b > spec.max_batch)
-    bad(step, "sample_ids", std::to_string(b) + " ids; a batch has 1.." + std::to_string(spec.max_batch));
+    bad(step, "batch", std::to_string(b) + " samples; a batch has 1.." + std::to_string(spec.max_batch));
+  // The gate has checked the structure (counts, unique ids, lengths <= L,
+  // bitmap size); what is left depends on the negotiated session.
+  if (spec.send_ids && static_cast<std::int64_t>(f->sample_ids.size()) != b)
+    bad(step, "sample_ids", std::to_string(f->sample_ids.size()) + " ids for a batch of " + std::to_string(b) +
+                                "; the codec '" + spec.up_codec + "' keys its state by sample id");
+  if (!spec.send_ids && !f->sample_ids.empty())
+    bad(step, "sample_ids", "sent, but the codec '" + spec.up_codec + "' needs none");
   std::unordered_set<std::int64_t> seen;
   for (auto id : f->sample_ids)
     if (!seen.insert(id).second) bad(step, "sample_ids", "id " + std::to_string(id) + " appears twice in one batch");
-  auto secs = sections_of(m, step, {{"activations", true}, {"labels", true}, {"attention_mask", false}});
-
+  auto secs = sections_of(m, step, {{"activations", true}});
   check_codec(step, *secs["activations"], spec.up_codec);
-  const st::Section& ls = *secs["labels"];
-  check_raw_i64(step, ls);
+
   const bool token_task = spec.task != "classify";
-  const auto& lsh = ls.info.shape;
-  if (!token_task && (lsh.size() != 1 || lsh[0] != b))
-    bad(step, "labels", "shape " + shape_str(lsh) + ", expected [" + std::to_string(b) + "] (one per sample id)");
-  if (token_task && (lsh.size() != 2 || lsh[0] != b || lsh[1] < 1 || (spec.max_len > 0 && lsh[1] > spec.max_len)))
-    bad(step, "labels", "shape " + shape_str(lsh) + ", expected [" + std::to_string(b) + ", L] with 1 <= L <= " +
-                            std::to_string(spec.max_len));
+  const std::int64_t l = f->label_len;
+  if (!token_task && l != 0) bad(step, "labels", "shape [" + std::to_string(b) + ", " + std::to_string(l) + "], expected [" + std::to_string(b) + "] (one per sample)");
+  if (token_task && (l < 1 || (spec.max_len > 0 && l > spec.max_len)))
+    bad(step, "labels", "L " + std::to_string(l) + ", expected [B, L] with 1 <= L <= " + std::to_string(spec.max_len));
+  if (static_cast<std::int64_t>(f->labels.size()) != b * std::max<std::int64_t>(l, 1))
+    bad(step, "labels", std::to_string(f->labels.size()) + " values for shape [" + std::to_string(b) + (l ? ", " + std::to_string(l) : "") + "]");
+  const std::int64_t hi = token_task ? spec.vocab : spec.classes;
+  if (hi > 0)
+    for (auto v : f->labels)
+      if ((v < 0 || v >= hi) && !(token_task && v == -100))
+        bad(step, "labels", "value " + std::to_string(v) + " out of range [0, " + std::to_string(hi) + ")" +
+                                (token_task ? " (or -100)" : ""));
   training::StepRequest r;
   r.step = step;
   r.sample_ids = f->sample_ids;
+  r.labels = at::tensor(f->labels, at::kLong);
+  if (l) r.labels = r.labels.view({b, l});
+  if (f->mask.kind != st::MaskKind::none) {
+    const std::int64_t ml = f->mask.len;
+    if (spec.max_len > 0 && ml > spec.max_len)
+      bad(step, "attention_mask", "L " + std::to_string(ml) + " exceeds max_len " + std::to_string(spec.max_len));
+    if (token_task && ml != l)
+      bad(step, "attention_mask", "L " + std::to_string(ml) + " does not match the labels' L " + std::to_string(l));
+    r.attention_mask = mask_tensor(f->mask, b);
+  }
   r.activations = std::move(secs["activations"]->bytes);
-  r.labels = tensor_of(ls);
-  const std::int64_t hi = token_task ? spec.vocab : spec.classes;
-  if (hi > 0 && r.labels.numel() > 0) {
-    auto valid = token_task ? r.labels.ne(-100) : at::ones_like(r.labels, at::kBool);
-    auto out = valid.logical_and(r.labels.lt(0).logical_or(r.labels.ge(hi)));
-    if (out.any().item<bool>())
-      bad(step, "labels", "value " + std::to_string(r.labels.masked_select(out)[0].item<std::int64_t>()) +
-                              " out of range [0, " + std::to_string(hi) + ")" + (token_task ? " (or -100)" : ""));
-  }
-  if (auto it = secs.find("attention_mask"); it != secs.end()) {
-    const st::Section& ms = *it->second;
-    check_raw_i64(step, ms);
-    const auto& msh = ms.info.shape;
-    if (msh.size() != 2 || msh[0] != b || msh[1] < 1 || (spec.max_len > 0 && msh[1] > spec.max_len))
-      bad(step, "attention_mask", "shape " + shape_str(msh) + ", expected [" + std::to_string(b) + ", L] with 1 <= L <= " +
-                                      std::to_string(spec.max_len));
-    if (token_task && msh[1] != lsh[1])
-      bad(step, "attention_mask", "shape " + shape_str(msh) + " does not match the labels' " + shape_str(lsh));
-    r.attention_mask = tensor_of(ms);
-    if (r.attention_mask.ne(0).logical_and(r.attention_mask.ne(1)).any().item<bool>())
-      bad(step, "attention_mask", "values other than 0 and 1");
-  }
   return r;
 }
 
 st::Message backward_message(const training::StepReply& r) {
   st::Message m;
   m.body = st::Backward{r.step, r.loss, {{"correct", r.correct}, {"cloud_ms", r.cloud_ms}}};
-  m.sections.push_back(encoded_section("gradient", r.gradient));
+  m.sections.push_back(blob_section("gradient", r.gradient));
   return m;
 }
 

@@ -25,6 +25,7 @@ t::RunResult run_split_training(const t::ModelConfig& mc, const t::HalfSettings&
     auto m = edge.train_step(link, b);
     if (!m) throw SessionError(SessionErrc::step_order, "in-process session lost its step order");
     r.last_loss = m->loss;
+    r.traffic.add(*m);
     double acc = -1;
     if (ro.eval_every > 0 && (s + 1) % ro.eval_every == 0 && s + 1 < ro.steps)
       acc = t::evaluate(sm.edge, &sm.cloud, task, t::Split::test, ro.eval_limit);
@@ -57,6 +58,7 @@ t::RunResult run_edge(EdgeSession& edge, SessionLink& link, const t::Task& task,
       continue;
     }
     r.last_loss = m->loss;
+    r.traffic.add(*m);
     if (progress) progress(*m, -1);
   }
   r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();

@@ -194,7 +194,8 @@ class Proxy {
         }
       }
       for (std::size_t off = 0; off < send;) {
-        ssize_t w = ::write(to, buf.data() + off, send - off);
+        // MSG_NOSIGNAL: a peer that has closed must not kill the test with SIGPIPE.
+        ssize_t w = ::send(to, buf.data() + off, send - off, MSG_NOSIGNAL);
         if (w <= 0) break;
         off += static_cast<std::size_t>(w);
       }
@@ -398,7 +399,7 @@ TEST(SessionSteps, ADuplicateWhileInFlightGetsTheSameReplyAndTheStepIsAppliedOnc
   req.sample_ids = b.ids;
   req.labels = b.labels;
   req.activations = seam::compression::make_codec("none")->encode(a.detach(), ctx);
-  const st::Message fw = ss::forward_message(req);
+  const st::Message fw = ss::forward_message(req, ss::step_spec(job.spec.model, job.spec.half));
 
   std::atomic<bool> release{false};
   cloud.after_apply = [&](std::uint64_t) {
@@ -469,43 +470,56 @@ TEST(SessionSteps, BadStepMessagesAreRefusedByFieldWhileAnotherSessionTrainsOn) 
   req.labels = b.labels;
   req.activations = seam::compression::make_codec("none")->encode(a.detach(), ctx);
   const auto bad_field = static_cast<std::uint32_t>(ss::SessionErrc::bad_field);
+  const auto spec = ss::step_spec(job.spec.model, job.spec.half);  // codec 'none': no ids travel
+  auto with_ids = spec;
+  with_ids.send_ids = true;
 
   auto r = req;
-  r.labels = b.labels.to(torch::kFloat);
-  auto why = refusal(bad, ss::forward_message(r), bad_field);
-  EXPECT_NE(why.find("field 'labels': dtype f32, expected int64"), std::string::npos) << why;
+  r.labels = b.labels.unsqueeze(1).repeat({1, 2});
+  auto why = refusal(bad, ss::forward_message(r, spec), bad_field);
+  EXPECT_NE(why.find("field 'labels': shape [16, 2], expected [16] (one per sample)"), std::string::npos) << why;
 
-  r = req;
-  r.sample_ids.push_back(99);
-  why = refusal(bad, ss::forward_message(r), bad_field);
-  EXPECT_NE(why.find("field 'labels': shape [16], expected [17] (one per sample id)"), std::string::npos) << why;
+  why = refusal(bad, ss::forward_message(req, with_ids), bad_field);
+  EXPECT_NE(why.find("field 'sample_ids': sent, but the codec 'none' needs none"), std::string::npos) << why;
 
   r = req;
   r.activations = seam::compression::make_codec("quant:bits=8")->encode(a.detach(), ctx);
-  why = refusal(bad, ss::forward_message(r), bad_field);
+  why = refusal(bad, ss::forward_message(r, spec), bad_field);
   EXPECT_NE(why.find("field 'activations': codec 'quant:bits=8"), std::string::npos) << why;
   EXPECT_NE(why.find("is not the negotiated 'none'"), std::string::npos) << why;
 
   r = req;
   r.step = 5;
-  why = refusal(bad, ss::forward_message(r), static_cast<std::uint32_t>(ss::SessionErrc::step_order));
+  why = refusal(bad, ss::forward_message(r, spec), static_cast<std::uint32_t>(ss::SessionErrc::step_order));
   EXPECT_NE(why.find("step 5 refused: the cloud expects step 0 (a step from the future)"), std::string::npos) << why;
 
-  auto m = ss::forward_message(req);
-  m.sections.erase(m.sections.begin() + 1);  // labels
+  auto m = ss::forward_message(req, spec);
+  m.sections.clear();
   why = refusal(bad, m, bad_field);
-  EXPECT_NE(why.find("field 'labels': missing section"), std::string::npos) << why;
+  EXPECT_NE(why.find("field 'activations': missing section"), std::string::npos) << why;
 
+  // Duplicate ids never pass the transport's gate (which then closes the
+  // connection; the client reconnects for the next request).
   r = req;
   r.sample_ids[1] = r.sample_ids[0];
-  why = refusal(bad, ss::forward_message(r), bad_field);
-  EXPECT_NE(why.find("field 'sample_ids': id 0 appears twice"), std::string::npos) << why;
+  why = refusal(bad, ss::forward_message(r, with_ids), static_cast<std::uint32_t>(st::Errc::malformed_metadata));
+  EXPECT_NE(why.find("forward: sample id 0 appears twice in one batch"), std::string::npos) << why;
 
   r = req;
   r.labels = b.labels.clone();
   r.labels[3] = 10;
-  why = refusal(bad, ss::forward_message(r), bad_field);
+  why = refusal(bad, ss::forward_message(r, spec), bad_field);
   EXPECT_NE(why.find("field 'labels': value 10 out of range [0, 10)"), std::string::npos) << why;
+
+  // A mask that is not 0/1 cannot even be sent.
+  r = req;
+  r.attention_mask = torch::full({ss::test::kBatch, 4}, 2, torch::kLong);
+  try {
+    ss::forward_message(r, spec);
+    ADD_FAILURE() << "a mask of 2s was sent";
+  } catch (const ss::SessionError& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'attention_mask': values other than 0 and 1"), std::string::npos) << e.what();
+  }
 
   // None of it was applied: the good session ends equal to the reference.
   train(good, good_link, steps, [](std::uint64_t) {});
@@ -645,7 +659,7 @@ TEST(SessionSteps, AStepThatFailsAfterChangingStateIsNeverAppliedOnTopUntilARoll
   req.labels = b.labels;
   seam::compression::CodecContext ctx(0);
   req.activations = seam::compression::make_codec("none")->encode(torch::full({ss::test::kBatch, 17, 32}, NAN), ctx);
-  auto r = cloud.handle(ss::forward_message(req));
+  auto r = cloud.handle(ss::forward_message(req, ss::step_spec(job.spec.model, job.spec.half)));
   ASSERT_TRUE(r.as<st::ErrorInfo>());
   EXPECT_EQ(r.as<st::ErrorInfo>()->code, static_cast<std::uint32_t>(ss::SessionErrc::handler_failed));
   EXPECT_NE(r.as<st::ErrorInfo>()->text.find("loss is not finite"), std::string::npos) << r.as<st::ErrorInfo>()->text;

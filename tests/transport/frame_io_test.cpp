@@ -43,7 +43,7 @@ class TrickleStream {
 
 std::vector<std::uint8_t> frame(std::uint64_t id, std::size_t payload) {
   Message m;
-  m.body = Forward{id, {7, 8, 9}};
+  m.body = Forward{id, {7, 8, 9}, 3, 0, {0, 0, 0}, {}};
   Section s;
   s.info.name = "a";
   s.info.shape = {static_cast<std::int64_t>(payload)};

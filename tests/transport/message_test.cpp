@@ -25,7 +25,7 @@ auto tie_of(const Welcome& m) {
   return std::tie(m.protocol_major, m.protocol_minor, m.server_id, m.session_id, m.next_step, m.resumed,
                   m.checkpoint_every);
 }
-auto tie_of(const Forward& m) { return std::tie(m.step_id, m.sample_ids); }
+auto tie_of(const Forward& m) { return std::tie(m.step_id, m.sample_ids, m.batch, m.label_len, m.labels, m.mask); }
 auto tie_of(const Backward& m) { return std::tie(m.step_id, m.loss, m.metrics); }
 auto tie_of(const Infer& m) { return std::tie(m.batch_id); }
 auto tie_of(const InferReply& m) { return std::tie(m.batch_id); }
@@ -79,7 +79,7 @@ TEST(DecodeGate, EveryMessageTypeRoundTripsWithEveryField) {
   const std::vector<Body> bodies = {
       Hello{7, 5, 4, "edge", "job", "delta:bits=4", "quant:bits=8", 42, "fp-9f3a", "model=bert\nsplit=2\n", 50, 9, 3},
       Welcome{7, 5, "srv", "sess", 7, true, 25},
-      Forward{3, {1, 2}},
+      Forward{3, {1, 2}, 2, 3, {0, 1, 2, 3, 4, -100}, StepMask{MaskKind::lengths, 3, {3, 1}, {}}},
       Backward{3, 0.5, {{"acc", 0.9}}},
       Infer{4},
       InferReply{5},
@@ -132,8 +132,10 @@ TEST(DecodeGate, ForgedContainerLengthIsRefusedWithoutAllocating) {
   std::ostringstream os(std::ios::binary);
   {
     cereal::PortableBinaryOutputArchive ar(os);
-    ar(std::uint32_t{0});             // no sections
-    ar(std::uint64_t{1} << 60);       // Goodbye.reason length
+    ar(std::uint8_t{0});              // no sections (varint 0)
+    // Goodbye.reason length 2^60 as a varint: eight 0x80 bytes, then 0x10.
+    for (int i = 0; i < 8; ++i) ar(std::uint8_t{0x80});
+    ar(std::uint8_t{0x10});
   }
   auto meta = os.str();
   FrameHeader h;
@@ -166,7 +168,7 @@ TEST(DecodeGate, RawSectionSizeMustMatchShapeAndDtype) {
 
 TEST(DecodeGate, TruncationsAndTrailingBytesAreRefused) {
   Message m = {};
-  m.body = Forward{1, {1, 2, 3}};
+  m.body = Forward{1, {1, 2, 3}, 3, 0, {0, 1, 0}, {}};
   auto b = whole(encode_frame(m, 1));
   for (std::size_t n = 0; n < b.size(); ++n) {
     Message out;

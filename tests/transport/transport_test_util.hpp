@@ -80,6 +80,8 @@ inline Message forward(std::uint64_t step, std::size_t bytes, std::uint8_t fill 
   Forward f;
   f.step_id = step;
   f.sample_ids = {1, 2, 3};
+  f.batch = 3;
+  f.labels = {0, 1, 2};
   m.body = f;
   Section s;
   s.info.name = "activations";

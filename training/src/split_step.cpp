@@ -74,9 +74,12 @@ StepReply CloudTrainer::step(const StepRequest& r) {
   auto& I = *impl_;
   check_order("cloud", r.step, I.steps_);
   auto t0 = clock_type::now();
-  const auto b = static_cast<std::int64_t>(r.sample_ids.size());
-  if (!r.labels.defined() || r.labels.size(0) != b)
-    throw std::invalid_argument("step " + std::to_string(r.step) + ": labels do not match the batch of " + std::to_string(b));
+  if (!r.labels.defined() || r.labels.dim() < 1)
+    throw std::invalid_argument("step " + std::to_string(r.step) + ": no labels");
+  const std::int64_t b = r.labels.size(0);
+  if (!r.sample_ids.empty() && static_cast<std::int64_t>(r.sample_ids.size()) != b)
+    throw std::invalid_argument("step " + std::to_string(r.step) + ": " + std::to_string(r.sample_ids.size()) +
+                                " sample ids for a batch of " + std::to_string(b));
   I.up_ctx_->step = static_cast<std::int64_t>(r.step);
   I.up_ctx_->sample_ids = r.sample_ids;
   at::Tensor a = I.codecs_->up->decode(r.activations.data(), r.activations.size(), *I.up_ctx_).to(at::kFloat);
@@ -162,8 +165,54 @@ StepMetrics EdgeTrainer::step(Link& link, const at::Tensor& x, const at::Tensor&
   const auto after = link.stats();
   m.bytes_up = after.bytes_up - before.bytes_up;
   m.bytes_down = after.bytes_down - before.bytes_down;
+  m.up = after.up - before.up;
+  m.down = after.down - before.down;
+  const auto i64 = [](const at::Tensor& t) { return t.defined() ? static_cast<std::uint64_t>(t.numel()) * 8 : 0; };
+  m.naive_up = static_cast<std::uint64_t>(a.numel()) * 4 + sample_ids.size() * 8 + i64(labels) + i64(attention_mask);
+  m.naive_down = static_cast<std::uint64_t>(g.numel()) * 4;
+  if (m.bytes_up) m.frame_ratio_up = double(m.naive_up) / double(m.bytes_up);
+  if (m.bytes_down) m.frame_ratio_down = double(m.naive_down) / double(m.bytes_down);
   ++I.steps_;
   return m;
+}
+
+ByteBreakdown& ByteBreakdown::operator+=(const ByteBreakdown& o) {
+  header += o.header;
+  metadata += o.metadata;
+  tensor += o.tensor;
+  ids += o.ids;
+  labels += o.labels;
+  mask += o.mask;
+  return *this;
+}
+
+ByteBreakdown ByteBreakdown::operator-(const ByteBreakdown& o) const {
+  return {header - o.header, metadata - o.metadata, tensor - o.tensor, ids - o.ids, labels - o.labels, mask - o.mask};
+}
+
+void TrafficSummary::add(const StepMetrics& m) {
+  ++steps;
+  up += m.up;
+  down += m.down;
+  naive_up += m.naive_up;
+  naive_down += m.naive_down;
+  if (m.ratio_up > 0) fp32_up += m.ratio_up * double(m.up.tensor);
+  if (m.ratio_down > 0) fp32_down += m.ratio_down * double(m.down.tensor);
+}
+
+std::string TrafficSummary::describe() const {
+  if (!steps) return "no steps\n";
+  auto line = [&](const char* dir, const ByteBreakdown& b, double fp32, std::uint64_t naive) {
+    const double n = double(steps);
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "%s per step: %.0f B = tensor %.0f + mask %.0f + labels %.0f + ids %.0f + metadata %.0f + header %.0f; "
+                  "codec ratio x%.1f, whole-frame ratio x%.1f (vs fp32 + int64 extras)\n",
+                  dir, b.total() / n, b.tensor / n, b.mask / n, b.labels / n, b.ids / n, b.metadata / n, b.header / n,
+                  b.tensor ? fp32 / double(b.tensor) : 0.0, b.total() ? double(naive) / double(b.total()) : 0.0);
+    return std::string(buf);
+  };
+  return line("up  ", up, fp32_up, naive_up) + line("down", down, fp32_down, naive_down);
 }
 
 }  // namespace seam::training

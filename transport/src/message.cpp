@@ -3,12 +3,16 @@
 
 #include <cereal/archives/portable_binary.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <iterator>
 #include <istream>
 #include <ostream>
 #include <sstream>
 #include <streambuf>
+#include <limits>
+#include <type_traits>
+#include <unordered_set>
 
 #include "byte_order.hpp"
 #include "seam/transport/errors.hpp"
@@ -24,14 +28,49 @@ constexpr int kMaxDims = 8;
 // less than one byte, so a length above the metadata size is a lie. Set by the
 // gate before parsing; keeps a forged length from sizing an allocation.
 thread_local std::uint64_t t_length_bound = 0;
+// Metadata bytes not yet read, while the gate parses (for refusals that say
+// how many bytes a packed field needs and how many remain).
+thread_local std::streambuf* t_meta = nullptr;
 
 struct MalformedMetadata : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// ---- integers: unsigned LEB128 varints, minimal; signed ones zigzagged first.
+
+template <class A>
+void varint(A& ar, std::uint64_t& v) {
+  if constexpr (A::is_loading::value) {
+    v = 0;
+    for (int shift = 0;; shift += 7) {
+      std::uint8_t b = 0;
+      ar(b);
+      if (shift == 63 && b > 1) throw MalformedMetadata("varint overflows 64 bits");
+      v |= std::uint64_t(b & 0x7f) << shift;
+      if (!(b & 0x80)) {
+        if (b == 0 && shift > 0) throw MalformedMetadata("varint is not minimal");
+        return;
+      }
+    }
+  } else {
+    std::uint64_t x = v;
+    do {
+      std::uint8_t b = x & 0x7f;
+      x >>= 7;
+      if (x) b |= 0x80;
+      ar(b);
+    } while (x);
+  }
+}
+
+std::uint64_t zigzag(std::int64_t v) {
+  return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);
+}
+std::int64_t unzigzag(std::uint64_t u) { return static_cast<std::int64_t>(u >> 1) ^ -static_cast<std::int64_t>(u & 1); }
+
 template <class A>
 void size_prefix(A& ar, std::uint64_t& n) {
-  ar(n);
+  varint(ar, n);
   if constexpr (A::is_loading::value) {
     if (n > t_length_bound) throw MalformedMetadata("length " + std::to_string(n) + " exceeds metadata size");
   }
@@ -45,8 +84,39 @@ void field(A& ar, std::string& s) {
   if (n) ar(cereal::binary_data(s.data(), n));
 }
 
-template <class A, class T>
+template <class A, class T, std::enable_if_t<std::is_unsigned_v<T> && !std::is_same_v<T, bool> &&
+                                                 (sizeof(T) > 1), int> = 0>
 void field(A& ar, T& v) {
+  std::uint64_t x = v;
+  varint(ar, x);
+  if constexpr (A::is_loading::value) {
+    if (x > std::numeric_limits<T>::max()) throw MalformedMetadata("value " + std::to_string(x) + " out of range");
+    v = static_cast<T>(x);
+  }
+}
+
+template <class A>
+void field(A& ar, std::int64_t& v) {
+  std::uint64_t x = zigzag(v);
+  varint(ar, x);
+  v = unzigzag(x);
+}
+
+template <class A>
+void field(A& ar, bool& v) {
+  std::uint8_t b = v ? 1 : 0;
+  ar(b);
+  if (b > 1) throw MalformedMetadata("bool byte " + std::to_string(b));
+  v = b == 1;
+}
+
+template <class A>
+void field(A& ar, std::uint8_t& v) {
+  ar(v);
+}
+
+template <class A>
+void field(A& ar, double& v) {
   ar(v);
 }
 
@@ -55,7 +125,7 @@ void field(A& ar, std::vector<std::int64_t>& v) {
   std::uint64_t n = v.size();
   size_prefix(ar, n);
   if constexpr (A::is_loading::value) v.resize(n);
-  for (auto& x : v) ar(x);
+  for (auto& x : v) field(ar, x);
 }
 
 template <class A>
@@ -69,7 +139,7 @@ void field(A& ar, std::map<std::string, double>& m) {
       double v;
       field(ar, k);
       ar(v);
-      m.emplace(std::move(k), v);
+      if (!m.emplace(std::move(k), v).second) throw MalformedMetadata("map key appears twice");
     }
   } else {
     for (auto& [k, v] : m) {
@@ -86,6 +156,88 @@ void fields(A& ar, T&... f) {
   (field(ar, f), ...);
 }
 
+// ---- packed integers: `n` values known from the context, sent as the
+// smallest value (zigzag varint), a bit width w (the fewest bits that hold
+// max - min) and ceil(n*w/8) bytes, value - min in w bits each, LSB first.
+// Canonical: the gate refuses a base that is not the minimum, a width that is
+// not the fewest bits, and nonzero padding bits.
+
+int bits_for(std::uint64_t x) {
+  int w = 0;
+  while (x) {
+    ++w;
+    x >>= 1;
+  }
+  return w;
+}
+
+// Refuses, naming the field, a field that needs more bytes than remain.
+void need(std::uint64_t bytes, const char* what) {
+  const auto left = t_meta ? static_cast<std::uint64_t>(t_meta->in_avail()) : t_length_bound;
+  if (bytes > left)
+    throw MalformedMetadata(std::string(what) + ": needs " + std::to_string(bytes) + " bytes, " + std::to_string(left) +
+                            " remain");
+}
+
+std::size_t packed_len(std::uint64_t n, int w) { return static_cast<std::size_t>((n * static_cast<unsigned>(w) + 7) / 8); }
+
+template <class A>
+void packed(A& ar, std::vector<std::int64_t>& v, std::uint64_t n, const char* what) {
+  if (n == 0) {  // nothing at all on the wire
+    if constexpr (A::is_loading::value) v.clear();
+    else if (!v.empty()) throw TransportError(make_error_code(Errc::section_mismatch), std::string(what) + ": values where none are expected");
+    return;
+  }
+  if constexpr (A::is_loading::value) {
+    if (n > kMaxPackedValues) throw MalformedMetadata(std::string(what) + ": " + std::to_string(n) + " values, more than the limit");
+    std::int64_t base = 0;
+    field(ar, base);
+    std::uint8_t w = 0;
+    ar(w);
+    if (w > 64) throw MalformedMetadata(std::string(what) + ": bit width " + std::to_string(w) + " > 64");
+    const std::size_t len = packed_len(n, w);
+    need(len, what);
+    std::vector<std::uint8_t> bytes(len);
+    if (len) ar(cereal::binary_data(bytes.data(), len));
+    v.assign(static_cast<std::size_t>(n), 0);
+    std::uint64_t max_off = 0, min_off = ~std::uint64_t{0};
+    std::uint64_t bit = 0;
+    for (auto& x : v) {
+      std::uint64_t u = 0;
+      for (int i = 0; i < w; ++i, ++bit) u |= std::uint64_t((bytes[bit >> 3] >> (bit & 7)) & 1) << i;
+      // Unsigned arithmetic: INT64_MAX - base, exact for any base.
+      if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) - static_cast<std::uint64_t>(base))
+        throw MalformedMetadata(std::string(what) + ": value overflows int64");
+      x = static_cast<std::int64_t>(static_cast<std::uint64_t>(base) + u);
+      max_off = std::max(max_off, u);
+      min_off = std::min(min_off, u);
+    }
+    for (; bit < len * 8; ++bit)
+      if ((bytes[bit >> 3] >> (bit & 7)) & 1) throw MalformedMetadata(std::string(what) + ": nonzero padding bits");
+    if (min_off != 0) throw MalformedMetadata(std::string(what) + ": base is not the smallest value");
+    if (bits_for(max_off) != w) throw MalformedMetadata(std::string(what) + ": bit width is not the fewest that hold the values");
+  } else {
+    if (v.size() != n) throw TransportError(make_error_code(Errc::section_mismatch),
+                                            std::string(what) + ": " + std::to_string(v.size()) + " values, expected " + std::to_string(n));
+    std::int64_t base = *std::min_element(v.begin(), v.end());
+    std::uint64_t max_off = 0;
+    for (auto x : v) max_off = std::max(max_off, static_cast<std::uint64_t>(x) - static_cast<std::uint64_t>(base));
+    std::uint8_t w = static_cast<std::uint8_t>(bits_for(max_off));
+    field(ar, base);
+    ar(w);
+    std::vector<std::uint8_t> bytes(packed_len(n, w), 0);
+    std::uint64_t bit = 0;
+    for (auto x : v) {
+      const std::uint64_t u = static_cast<std::uint64_t>(x) - static_cast<std::uint64_t>(base);
+      for (int i = 0; i < w; ++i, ++bit)
+        if ((u >> i) & 1) bytes[bit >> 3] |= static_cast<std::uint8_t>(1u << (bit & 7));
+    }
+    if (!bytes.empty()) ar(cereal::binary_data(bytes.data(), bytes.size()));
+  }
+}
+
+[[noreturn]] void bad_forward(const std::string& text) { throw MalformedMetadata("forward: " + text); }
+
 template <class A> void body(A& ar, Hello& m) {
   fields(ar, m.protocol_major, m.protocol_minor, m.codec_version, m.client_id, m.job, m.up_codec, m.down_codec, m.seed,
          m.job_fingerprint, m.job_fields, m.checkpoint_every, m.session_nonce, m.resume_step);
@@ -94,7 +246,83 @@ template <class A> void body(A& ar, Welcome& m) {
   fields(ar, m.protocol_major, m.protocol_minor, m.server_id, m.session_id, m.next_step, m.resumed,
          m.checkpoint_every);
 }
-template <class A> void body(A& ar, Forward& m) { fields(ar, m.step_id, m.sample_ids); }
+
+// The parts of Forward, each on its own so that encode_frame can measure them.
+template <class A> void forward_ids(A& ar, Forward& m) {
+  std::uint64_t n = m.sample_ids.size();
+  varint(ar, n);
+  if constexpr (A::is_loading::value) {
+    if (n != 0 && n != m.batch)
+      bad_forward(std::to_string(n) + " sample ids for a batch of " + std::to_string(m.batch) + " (send all or none)");
+  }
+  packed(ar, m.sample_ids, n, "forward: sample_ids");
+  if constexpr (A::is_loading::value) {
+    std::unordered_set<std::int64_t> seen;
+    for (auto id : m.sample_ids)
+      if (!seen.insert(id).second) bad_forward("sample id " + std::to_string(id) + " appears twice in one batch");
+  }
+}
+template <class A> void forward_labels(A& ar, Forward& m) {
+  field(ar, m.label_len);
+  const std::uint64_t n = std::uint64_t{m.batch} * std::max<std::uint64_t>(1, m.label_len);
+  if (n > kMaxPackedValues) bad_forward("labels: " + std::to_string(n) + " values, more than the limit");
+  packed(ar, m.labels, n, "forward: labels");
+}
+template <class A> void forward_mask(A& ar, Forward& m) {
+  auto& k = m.mask;
+  std::uint8_t kind = static_cast<std::uint8_t>(k.kind);
+  ar(kind);
+  if constexpr (A::is_loading::value) {
+    if (kind > static_cast<std::uint8_t>(MaskKind::bitmap)) bad_forward("mask: unknown kind " + std::to_string(kind));
+    k.kind = static_cast<MaskKind>(kind);
+  }
+  if (k.kind == MaskKind::none) return;
+  field(ar, k.len);
+  if constexpr (A::is_loading::value) {
+    if (k.len < 1) bad_forward("mask: L is 0");
+    if (std::uint64_t{m.batch} * k.len > kMaxPackedValues) bad_forward("mask: B x L more than the limit");
+    if (m.label_len != 0 && k.len != m.label_len)
+      bad_forward("mask: L " + std::to_string(k.len) + " differs from the labels' L " + std::to_string(m.label_len));
+  }
+  if (k.kind == MaskKind::lengths) {
+    packed(ar, k.lengths, m.batch, "forward: mask lengths");
+    if constexpr (A::is_loading::value) {
+      for (std::size_t i = 0; i < k.lengths.size(); ++i)
+        if (k.lengths[i] < 0 || k.lengths[i] > k.len)
+          bad_forward("mask: length " + std::to_string(k.lengths[i]) + " of sample " + std::to_string(i) +
+                      " is outside [0, L=" + std::to_string(k.len) + "]");
+    }
+    return;
+  }
+  const std::size_t nbytes = packed_len(std::uint64_t{m.batch} * k.len, 1);
+  if constexpr (A::is_loading::value) {
+    need(nbytes, "forward: mask bitmap");
+    k.bitmap.resize(nbytes);
+  } else if (k.bitmap.size() != nbytes) {
+    throw TransportError(make_error_code(Errc::section_mismatch),
+                         "forward: mask bitmap has " + std::to_string(k.bitmap.size()) + " bytes, B x L needs " +
+                             std::to_string(nbytes));
+  }
+  if (nbytes) ar(cereal::binary_data(k.bitmap.data(), nbytes));
+  if constexpr (A::is_loading::value) {
+    const std::uint64_t used = std::uint64_t{m.batch} * k.len;
+    for (std::uint64_t bit = used; bit < nbytes * 8; ++bit)
+      if ((k.bitmap[bit >> 3] >> (bit & 7)) & 1) bad_forward("mask: nonzero padding bits after the bitmap");
+  }
+}
+template <class A> void forward_head(A& ar, Forward& m) {
+  fields(ar, m.step_id, m.batch);
+  if constexpr (A::is_loading::value) {
+    if (m.batch < 1 || m.batch > kMaxBatch)
+      bad_forward("batch of " + std::to_string(m.batch) + "; a batch has 1.." + std::to_string(kMaxBatch) + " samples");
+  }
+}
+template <class A> void body(A& ar, Forward& m) {
+  forward_head(ar, m);
+  forward_ids(ar, m);
+  forward_labels(ar, m);
+  forward_mask(ar, m);
+}
 template <class A> void body(A& ar, Backward& m) { fields(ar, m.step_id, m.loss, m.metrics); }
 template <class A> void body(A& ar, Infer& m) { fields(ar, m.batch_id); }
 template <class A> void body(A& ar, InferReply& m) { fields(ar, m.batch_id); }
@@ -106,12 +334,38 @@ template <class A> void body(A& ar, ErrorInfo& m) { fields(ar, m.code, m.text); 
 template <class A> void body(A& ar, Goodbye& m) { fields(ar, m.reason); }
 template <class A> void body(A& ar, Working& m) { fields(ar, m.elapsed_ms); }
 
+// A raw section's byte length follows from its dtype and shape, so only
+// encoded sections (codec non-empty) carry it.
 template <class A>
 void section_info(A& ar, SectionInfo& s) {
   std::uint8_t dt = static_cast<std::uint8_t>(s.dtype);
   fields(ar, s.name, dt);
   s.dtype = static_cast<WireDType>(dt);
-  fields(ar, s.shape, s.byte_length, s.codec);
+  std::uint64_t dims = s.shape.size();
+  varint(ar, dims);
+  if constexpr (A::is_loading::value) {
+    if (dims > kMaxDims) throw MalformedMetadata("section '" + s.name + "' has more than 8 dims");
+    s.shape.resize(dims);
+  }
+  for (auto& d : s.shape) {
+    std::uint64_t u = static_cast<std::uint64_t>(d);
+    varint(ar, u);
+    if (u > (std::uint64_t{1} << 48)) throw MalformedMetadata("section '" + s.name + "' has a dimension out of range");
+    d = static_cast<std::int64_t>(u);
+  }
+  field(ar, s.codec);
+  if (!s.codec.empty()) {
+    field(ar, s.byte_length);
+  } else if constexpr (A::is_loading::value) {
+    if (!wire_dtype_valid(dt)) throw MalformedMetadata("section '" + s.name + "' has an invalid dtype");
+    std::uint64_t numel = 1;
+    for (auto d : s.shape) {
+      if (d != 0 && numel > (std::uint64_t{1} << 48) / static_cast<std::uint64_t>(d))
+        throw MalformedMetadata("section '" + s.name + "' element count overflows");
+      numel *= static_cast<std::uint64_t>(d);
+    }
+    s.byte_length = numel * wire_dtype_size(s.dtype);
+  }
 }
 
 // Read-only streambuf over a byte range (no copy of the metadata).
@@ -172,6 +426,8 @@ const char* to_string(MessageType t) {
 
 MessageType Message::type() const { return static_cast<MessageType>(body.index() + 1); }
 
+std::uint64_t FrameBytes::total() const { return header + metadata + ids + labels + mask + sections; }
+
 std::uint64_t EncodedFrame::total_bytes() const {
   std::uint64_t n = kFrameHeaderSize + metadata.size();
   for (auto* s : sections) n += s->bytes.size();
@@ -192,14 +448,27 @@ std::vector<std::uint8_t> EncodedFrame::to_bytes() const {
   return b;
 }
 
-EncodedFrame encode_frame(const Message& m, std::uint64_t request_id) {
-  EncodedFrame f;
+// Bytes one part of a body takes on the wire (its own archive, less the
+// archive's one-byte endianness flag).
+template <class F>
+std::uint64_t wire_size(F&& write) {
   std::ostringstream os(std::ios::binary);
   {
     cereal::PortableBinaryOutputArchive ar(os);
-    std::uint32_t n = static_cast<std::uint32_t>(m.sections.size());
+    write(ar);
+  }
+  return static_cast<std::uint64_t>(os.tellp()) - 1;
+}
+
+EncodedFrame encode_frame(const Message& m, std::uint64_t request_id) {
+  EncodedFrame f;
+  std::ostringstream os(std::ios::binary);
+  FrameHeader h;
+  {
+    cereal::PortableBinaryOutputArchive ar(os);
+    std::uint64_t n = m.sections.size();
     if (n > kMaxSections) throw TransportError(make_error_code(Errc::section_mismatch), "too many sections");
-    ar(n);
+    varint(ar, n);
     std::uint64_t payload = 0;
     for (const auto& s : m.sections) {
       SectionInfo info = s.info;
@@ -211,15 +480,25 @@ EncodedFrame encode_frame(const Message& m, std::uint64_t request_id) {
       f.sections.push_back(&s);
     }
     std::visit([&](auto& b) { body(ar, const_cast<std::decay_t<decltype(b)>&>(b)); }, m.body);
-    FrameHeader h;
     h.type = static_cast<std::uint16_t>(m.type());
     h.payload_len = payload;
     h.request_id = request_id;
-    auto meta = os.str();
-    h.metadata_len = static_cast<std::uint32_t>(meta.size());
-    f.metadata.assign(meta.begin(), meta.end());
-    f.header = encode_header(h);
   }
+  auto meta = os.str();
+  if (meta.size() > std::numeric_limits<std::uint32_t>::max())
+    throw TransportError(make_error_code(Errc::metadata_too_large), "metadata over 4 GiB");
+  h.metadata_len = static_cast<std::uint32_t>(meta.size());
+  f.metadata.assign(meta.begin(), meta.end());
+  f.header = encode_header(h);
+  f.bytes.header = kFrameHeaderSize;
+  f.bytes.sections = h.payload_len;
+  if (const auto* fw = m.as<Forward>()) {
+    auto& w = const_cast<Forward&>(*fw);
+    f.bytes.ids = wire_size([&](auto& ar) { forward_ids(ar, w); });
+    f.bytes.labels = wire_size([&](auto& ar) { forward_labels(ar, w); });
+    f.bytes.mask = wire_size([&](auto& ar) { forward_mask(ar, w); });
+  }
+  f.bytes.metadata = meta.size() - f.bytes.ids - f.bytes.labels - f.bytes.mask;
   return f;
 }
 
@@ -238,9 +517,13 @@ std::error_code decode_frame(const FrameHeader& h, const std::uint8_t* metadata,
     MemBuf buf(metadata, metadata_len);
     std::istream is(&buf);
     t_length_bound = metadata_len;
+    t_meta = &buf;
+    struct Reset {
+      ~Reset() { t_meta = nullptr; }
+    } reset;
     cereal::PortableBinaryInputArchive ar(is);
-    std::uint32_t n = 0;
-    ar(n);
+    std::uint64_t n = 0;
+    varint(ar, n);
     if (n > kMaxSections || n > metadata_len) return fail(Errc::malformed_metadata, "section count out of range");
     infos.resize(n);
     for (auto& s : infos) section_info(ar, s);

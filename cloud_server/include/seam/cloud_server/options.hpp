@@ -1,23 +1,24 @@
 #pragma once
-#include <cstdint>
+// Options of the cloud service. The TLS server's options are the transport's
+// own (one vocabulary, one set of names); the service adds where jobs and
+// state live. The program (seam-cloud) fills them from flags and a config file.
 #include <string>
 #include <vector>
 
+#include "seam/transport/channel.hpp"
+
 namespace seam::cloud {
 
-// Options of the cloud service; the program fills them from flags/config.
-struct ServerOptions {
-  std::string bind_address = "127.0.0.1";
-  std::uint16_t port = 7433;
-  std::string cert_file;       // server certificate
-  std::string key_file;        // server private key
-  std::string client_ca_file;  // CA for client certificates (mutual TLS)
-  int max_sessions = 64;
-  int threads = 0;             // 0 = all cores
-  std::string checkpoint_dir = "checkpoints";
+struct ServiceOptions {
+  // bind_address, port, tls (cert, key, client CA), limits, max_connections,
+  // worker_threads and the timeouts. Mutual TLS is required: tls.ca_file must
+  // name the CA of the clients' certificates.
+  transport::ServerOptions server;
+  std::string jobs_dir = "jobs";    // one NAME.job file per job
+  std::string state_dir = "state";  // NAME/job (prepared), NAME/sessions (checkpoints)
 };
 
-// Returns one message per problem found; empty means valid.
-std::vector<std::string> validate(const ServerOptions& o);
+// One message per problem, each naming the option; empty means valid.
+std::vector<std::string> validate(const ServiceOptions& o);
 
 }  // namespace seam::cloud

@@ -20,9 +20,11 @@ enum class SessionErrc : std::uint32_t {
   bad_field = 1002,       // a field does not fit the negotiated session: the text names it
   job_mismatch = 1003,    // Hello for another job: the text names the field that differs
   no_session = 1004,      // a step or checkpoint before Hello
-  checkpoint_failed = 1005,  // keep last: kLastSessionErrc
+  checkpoint_failed = 1005,
+  unknown_job = 1006,     // Hello for a job the server does not serve
+  not_allowed = 1007,     // the client's certificate subject is not on the job's list (keep last: kLastSessionErrc)
 };
-inline constexpr SessionErrc kLastSessionErrc = SessionErrc::checkpoint_failed;
+inline constexpr SessionErrc kLastSessionErrc = SessionErrc::not_allowed;
 
 class SessionError : public std::runtime_error {
  public:
@@ -41,17 +43,26 @@ struct StepSpec {
   std::int64_t vocab = 0;      // mlm | lm: labels in [0, vocab) or -100
   std::int64_t max_len = 0;    // L <= max_len for masks and token labels (0: no bound)
   std::int64_t max_batch = 65536;
+  bool send_ids = false;       // the up codec keys state by sample id (a delta stage): ids travel
 };
+
+// Whether a codec spec ("stage:k=v+stage...") has the stage `name`.
+bool spec_has_stage(const std::string& spec, const std::string& name);
+// Whether a codec spec keys its state by sample id (it has a delta stage).
+bool codec_needs_ids(const std::string& spec);
 
 StepSpec step_spec(const training::ModelConfig& mc, const training::HalfSettings& hs);
 
-// Step -> Forward frame: ids in the body; sections "activations" (the codec
-// message), "labels" (int64) and, when present, "attention_mask" (int64 0/1).
-transport::Message forward_message(const training::StepRequest& r);
+// Step -> Forward frame: the batch in the body, packed (sample ids only when
+// spec.send_ids; labels; the mask as lengths or a bitmap), and the codec
+// message as section "activations". Refuses a request that cannot travel
+// (mask values other than 0/1, shapes that disagree).
+transport::Message forward_message(const training::StepRequest& r, const StepSpec& spec);
 // Forward frame -> step, refusing (SessionError bad_field, naming the field)
-// anything that does not fit `spec`: label dtype, shape and range, id count and
-// uniqueness, mask shape and values, the codec spec, missing, unknown or
-// repeated sections.
+// what does not fit `spec`: batch size, ids missing or unexpected, label
+// shape and range, mask length against max_len and the labels, the codec
+// spec (read from the message's own bytes), missing, unknown or repeated
+// sections. The transport's gate has already checked the structure.
 // The activations' bytes are moved out of `m`.
 training::StepRequest parse_forward(transport::Message&& m, const StepSpec& spec);
 

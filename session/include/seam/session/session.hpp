@@ -35,6 +35,7 @@ struct SessionOptions {
   std::uint64_t checkpoint_every = 0;  // edge: steps between coordinated checkpoints (0: none)
   int keep_checkpoints = 3;          // newest kept (at least 2)
   std::size_t delta_ram_limit_bytes = std::size_t{1} << 30;
+  std::string job_name;  // edge: the job to join at a seam-cloud server (default: the fingerprint's first 16 digits)
 };
 
 // What an edge talks to: training::Link plus the session messages.
@@ -75,6 +76,7 @@ class EdgeSession {
   void init(SessionOptions o);
   void reconcile(std::uint64_t cloud_step);
   PreparedJob job_;
+  std::string job_name_;
   std::unique_ptr<training::ModelHalf> owned_;
   training::ModelHalf* half_;
   std::unique_ptr<training::EdgeTrainer> trainer_;
@@ -97,6 +99,11 @@ class CloudSession {
   transport::Message handle(transport::Message m);
 
   std::uint64_t next_step() const;
+  // Saves the state at the current step (after the step in flight, if any),
+  // for a server that stops: a client that reconnects at this step goes on
+  // without a rollback. Returns the folder, or "" when there is nothing to
+  // save (no state folder, no step applied, or a failed step not rolled back).
+  std::string save_now();
   std::uint64_t applied() const { return applied_.load(); }  // steps applied since construction
   std::uint64_t replayed() const { return replayed_.load(); }
   std::uint64_t waiters() const { return waiters_.load(); }  // repeats waiting for the step in flight
@@ -138,6 +145,7 @@ class CloudSessions {
   std::shared_ptr<CloudSession> find(const std::string& session_key) const;
   std::size_t size() const;
   std::uint64_t applied() const;  // over all sessions
+  std::size_t save_all();         // save_now() on every session; returns how many saved
   std::function<void(CloudSession&)> on_create;  // tests: hooks on new sessions
 
  private:

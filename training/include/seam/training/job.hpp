@@ -70,6 +70,7 @@ struct RunOptions {
 struct RunResult {
   double last_loss = 0, test_accuracy = 0, seconds = 0;
   LinkStats link;
+  TrafficSummary traffic;  // the training steps' frames (Hello and checkpoints are only in `link`)
   std::int64_t steps = 0;
 };
 

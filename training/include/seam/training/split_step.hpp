@@ -22,7 +22,7 @@ namespace seam::training {
 
 struct StepRequest {
   std::uint64_t step = 0;
-  std::vector<std::int64_t> sample_ids;
+  std::vector<std::int64_t> sample_ids;   // B ids; on the cloud empty unless the up codec needs them
   at::Tensor labels;                      // int64, [B] or [B, L]
   at::Tensor attention_mask;              // optional, [B, L]
   std::vector<std::uint8_t> activations;  // codec message (self-describing)
@@ -36,9 +36,19 @@ struct StepReply {
   std::vector<std::uint8_t> gradient;  // codec message
 };
 
+// Where one direction's frame bytes go: frame headers, metadata, the encoded
+// tensors, and a step's packed sample ids, labels and attention mask.
+struct ByteBreakdown {
+  std::uint64_t header = 0, metadata = 0, tensor = 0, ids = 0, labels = 0, mask = 0;
+  std::uint64_t total() const { return header + metadata + tensor + ids + labels + mask; }
+  ByteBreakdown& operator+=(const ByteBreakdown& o);
+  ByteBreakdown operator-(const ByteBreakdown& o) const;
+};
+
 struct LinkStats {
-  std::uint64_t bytes_up = 0, bytes_down = 0;  // whole frames, headers included
+  std::uint64_t bytes_up = 0, bytes_down = 0;  // whole frames, headers included (== up.total(), down.total())
   std::uint64_t exchanges = 0;
+  ByteBreakdown up, down;
 };
 
 class Link {
@@ -81,8 +91,24 @@ struct StepMetrics {
   std::uint64_t step = 0;
   double loss = 0, accuracy = 0;
   std::uint64_t bytes_up = 0, bytes_down = 0;  // this step, whole frames
-  double ratio_up = 0, ratio_down = 0;         // fp32 tensor bytes / encoded bytes
+  ByteBreakdown up, down;                      // the same bytes by part
+  double ratio_up = 0, ratio_down = 0;         // the codec's own: fp32 tensor bytes / encoded bytes
+  // The naive step: the fp32 tensor plus int64 sample ids, labels and mask.
+  std::uint64_t naive_up = 0, naive_down = 0;
+  double frame_ratio_up = 0, frame_ratio_down = 0;  // naive bytes / whole-frame bytes
   double edge_ms = 0, encode_ms = 0, link_ms = 0, cloud_ms = 0, decode_ms = 0;
+};
+
+// Per-step traffic over a run, for summaries.
+struct TrafficSummary {
+  std::uint64_t steps = 0;
+  ByteBreakdown up, down;
+  std::uint64_t naive_up = 0, naive_down = 0;
+  double fp32_up = 0, fp32_down = 0;  // tensor bytes had they travelled as fp32
+  void add(const StepMetrics& m);
+  // Mean bytes per step by part, the codec ratio and the whole-frame ratio,
+  // each direction on its own line.
+  std::string describe() const;
 };
 
 class EdgeTrainer {

@@ -10,8 +10,8 @@
 namespace seam::transport {
 
 inline constexpr std::uint32_t kFrameMagic = 0x4D414553;  // "SEAM" read as LE u32
-inline constexpr std::uint16_t kProtocolMajor = 2;
-inline constexpr std::uint16_t kProtocolMinor = 1;  // 2.1: the Working notice
+inline constexpr std::uint16_t kProtocolMajor = 3;  // 3.0: compact Forward body, varint metadata
+inline constexpr std::uint16_t kProtocolMinor = 0;  // (2.1 added the Working notice; every 3.x peer knows it)
 inline constexpr std::size_t kFrameHeaderSize = 32;
 
 struct FrameHeader {

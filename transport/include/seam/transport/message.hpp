@@ -79,11 +79,42 @@ struct Welcome {
   std::uint64_t checkpoint_every = 0;  // what the server agreed (0 = none)
 };
 
-// Labels travel as a section named "labels", beside the activations.
+// Limits the decode gate enforces on a Forward body.
+inline constexpr std::uint32_t kMaxBatch = 65536;
+inline constexpr std::uint64_t kMaxPackedValues = std::uint64_t{1} << 22;  // labels or mask cells per step
+
+// How an attention mask travels: as per-sample lengths when every row is a
+// prefix of ones (1..1 0..0), otherwise as a bitmap.
+enum class MaskKind : std::uint8_t { none = 0, lengths = 1, bitmap = 2 };
+
+struct StepMask {
+  MaskKind kind = MaskKind::none;
+  std::uint32_t len = 0;               // L (lengths, bitmap)
+  std::vector<std::int64_t> lengths;   // lengths: B values in [0, L]
+  std::vector<std::uint8_t> bitmap;    // bitmap: ceil(B*L/8) bytes, row-major, LSB first, padding bits 0
+  friend bool operator==(const StepMask& a, const StepMask& b) {
+    return a.kind == b.kind && a.len == b.len && a.lengths == b.lengths && a.bitmap == b.bitmap;
+  }
+  friend bool operator!=(const StepMask& a, const StepMask& b) { return !(a == b); }
+};
+
+// One training step's batch. Integers travel packed (docs/wire-protocol.md):
+// the smallest value, then each value minus it in the fewest bits that hold
+// them. The gate checks the structure: 1 <= batch <= kMaxBatch, ids all or
+// none and unique, batch x max(1, label_len) labels, mask lengths within
+// [0, L], a bitmap of exactly ceil(B*L/8) bytes. The tensor is a section.
 struct Forward {
   static constexpr MessageType kType = MessageType::forward;
   std::uint64_t step_id = 0;
-  std::vector<std::int64_t> sample_ids;
+  std::vector<std::int64_t> sample_ids;  // empty when the session's codecs need no ids
+  std::uint32_t batch = 0;               // B
+  std::uint32_t label_len = 0;           // 0: labels are [B]; L: labels are [B, L]
+  std::vector<std::int64_t> labels;      // row-major
+  StepMask mask;
+  friend bool operator==(const Forward& a, const Forward& b) {
+    return a.step_id == b.step_id && a.sample_ids == b.sample_ids && a.batch == b.batch && a.label_len == b.label_len &&
+           a.labels == b.labels && a.mask == b.mask;
+  }
 };
 
 struct Backward {
@@ -178,10 +209,19 @@ struct Message {
   }
 };
 
+// Where one frame's bytes go. A Forward's packed ids, labels and mask are
+// counted apart from the rest of its metadata.
+struct FrameBytes {
+  std::uint64_t header = 0, metadata = 0, ids = 0, labels = 0, mask = 0;
+  std::uint64_t sections = 0;  // the payload: tensor sections
+  std::uint64_t total() const;
+};
+
 // A message ready to send: 32 header bytes, metadata, then the sections' bytes
 // (referenced, not copied).
 struct EncodedFrame {
   FrameHeaderBytes header;
+  FrameBytes bytes;
   std::vector<std::uint8_t> metadata;
   std::vector<const Section*> sections;
   std::uint64_t total_bytes() const;

@@ -1,0 +1,203 @@
+#include "seam/cloud_server/service.hpp"
+
+#include <boost/program_options.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "seam/session/protocol.hpp"
+#include "seam/training/job.hpp"
+
+namespace seam::cloud {
+
+namespace fs = std::filesystem;
+namespace po = boost::program_options;
+namespace ss = seam::session;
+namespace st = seam::transport;
+namespace t = seam::training;
+
+namespace {
+
+[[noreturn]] void refuse(const std::string& path, const std::string& why) {
+  throw std::invalid_argument("job file '" + path + "': " + why);
+}
+
+// The keys of a job file. Model, codec and optimizer keys are seam-train's.
+po::options_description job_keys(JobDef& j, std::string& task) {
+  auto& mc = j.spec.model;
+  auto& hs = j.spec.half;
+  auto& oc = hs.optim;
+  po::options_description d("job");
+  d.add_options()("model", po::value(&mc.kind)->default_value("vit"), "vit | cnn | bert")(
+      "task", po::value(&task), "the task whose classes the head predicts (or give classes)")(
+      "classes", po::value(&mc.classes)->default_value(0), "classes of the head (0: from task)")(
+      "width", po::value(&mc.width)->default_value(64), "")("depth", po::value(&mc.depth)->default_value(4), "")(
+      "heads", po::value(&mc.heads)->default_value(4), "")("mlp-ratio", po::value(&mc.mlp_ratio)->default_value(4), "")(
+      "patch", po::value(&mc.patch)->default_value(7), "")("max-len", po::value(&mc.max_len)->default_value(128), "")(
+      "cnn-width", po::value(&mc.cnn_width)->default_value(16), "")(
+      "cnn-stages", po::value(&mc.cnn_stages)->default_value(3), "")("split", po::value(&mc.split)->default_value(1), "")(
+      "sft-rank", po::value(&mc.sft_rank)->default_value(0), "")(
+      "c3-groups", po::value(&mc.c3_groups)->default_value(0), "")(
+      "c3-keys", po::value(&mc.c3_keys)->default_value("gaussian"), "")(
+      "up-codec", po::value(&hs.up_codec)->default_value("none"), "")(
+      "down-codec", po::value(&hs.down_codec)->default_value("none"), "")(
+      "optimizer", po::value(&oc.kind)->default_value("adamw"), "")("lr", po::value(&oc.lr)->default_value(1e-3), "")(
+      "weight-decay", po::value(&oc.weight_decay)->default_value(0.01), "")(
+      "warmup", po::value(&oc.warmup_steps)->default_value(100), "")(
+      "schedule", po::value(&oc.schedule)->default_value("cosine"), "")(
+      "clip", po::value(&oc.clip_norm)->default_value(1.0), "")(
+      "steps", po::value(&oc.total_steps)->default_value(1000), "schedule length")(
+      "seed", po::value(&mc.seed)->default_value(0), "")("pretrained", po::value(&j.spec.pretrained), "")(
+      "policy", po::value(&j.policy)->default_value("per-client"), "")(
+      "allow", po::value(&j.allow)->composing(), "a certificate subject that may join (repeatable)")(
+      "checkpoint-every", po::value(&j.checkpoint_every)->default_value(0), "")(
+      "keep-checkpoints", po::value(&j.keep_checkpoints)->default_value(3), "");
+  return d;
+}
+
+std::string names(const std::map<std::string, std::string>& m) {
+  std::string s;
+  for (const auto& [k, v] : m) s += (s.empty() ? "" : ", ") + k;
+  return s.empty() ? "none" : s;
+}
+
+}  // namespace
+
+JobDef read_job_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) refuse(path, fs::exists(path, ec) ? "not a regular file" : "does not exist");
+  std::ifstream f(path);
+  if (!f) refuse(path, "cannot be read");
+  JobDef j;
+  j.name = fs::path(path).stem().string();
+  std::string task;
+  auto keys = job_keys(j, task);
+  try {
+    po::variables_map vm;
+    po::store(po::parse_config_file(f, keys), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    refuse(path, e.what());
+  }
+  if (j.name.empty() || j.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
+                            std::string::npos)
+    refuse(path, "a job name (the file name) may hold only letters, digits, '-', '_' and '.'");
+  if (j.policy != "per-client")
+    refuse(path, "policy '" + j.policy + "': this server trains per-client jobs only (shared is not implemented yet)");
+  if (j.allow.empty()) refuse(path, "no 'allow' line: name the certificate subjects that may join, e.g. allow = CN=edge-1");
+  if (j.spec.model.classes <= 0) {
+    if (task.empty()) refuse(path, "give 'classes' or a 'task' to take them from");
+    j.spec.model.classes = t::make_task(task, j.spec.model.max_len)->num_classes();
+  }
+  j.spec.half.task = "classify";
+  j.spec.half.seed = j.spec.model.seed;
+  try {
+    ss::check_job(j.spec);
+  } catch (const std::exception& e) {
+    refuse(path, e.what());
+  }
+  return j;
+}
+
+std::string prepared_dir(const std::string& state_dir, const std::string& name) {
+  return (fs::path(state_dir) / name / "job").string();
+}
+
+ss::PreparedJob prepare(const JobDef& job, const std::string& state_dir) {
+  const auto dir = prepared_dir(state_dir, job.name);
+  std::error_code ec;
+  fs::create_directories(fs::path(dir).parent_path(), ec);
+  if (ec) throw std::invalid_argument("cannot create '" + fs::path(dir).parent_path().string() + "': " + ec.message());
+  ss::prepare_job(job.spec, dir);
+  return ss::load_job(dir);
+}
+
+Service::Service(ServiceOptions o) : opts_(std::move(o)) {
+  auto problems = validate(opts_);
+  if (!problems.empty()) throw std::invalid_argument(problems.front());
+  std::error_code ec;
+  if (!fs::is_directory(opts_.jobs_dir, ec)) throw std::invalid_argument("--jobs-dir '" + opts_.jobs_dir + "' is not a folder");
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(opts_.jobs_dir))
+    if (e.path().extension() == ".job") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw std::invalid_argument("--jobs-dir '" + opts_.jobs_dir + "' holds no *.job file");
+  for (const auto& p : files) {
+    Job job;
+    job.def = read_job_file(p.string());
+    const auto dir = prepared_dir(opts_.state_dir, job.def.name);
+    if (!fs::exists(dir, ec))
+      throw std::invalid_argument("job '" + job.def.name + "' is not prepared: run `seam-cloud prepare " + p.string() +
+                                  " --state-dir " + opts_.state_dir + "` first");
+    ss::PreparedJob prepared = ss::load_job(dir);
+    const auto why = ss::compare_fields(prepared.fields, ss::job_fields(job.def.spec, prepared.edge_weights_sha256));
+    if (!why.empty())
+      throw std::invalid_argument("job '" + job.def.name + "': the job file and its prepared halves differ (" + why +
+                                  "); prepare it again into a new --state-dir");
+    ss::SessionOptions so;
+    so.checkpoint_every = job.def.checkpoint_every;
+    so.keep_checkpoints = job.def.keep_checkpoints;
+    job.sessions = std::make_unique<ss::CloudSessions>(std::move(prepared),
+                                                       (fs::path(opts_.state_dir) / job.def.name / "sessions").string(), so);
+    jobs_.emplace(job.def.name, std::move(job));
+  }
+}
+
+Service::~Service() { stop(); }
+
+void Service::start() {
+  server_ = std::make_unique<st::Server>(opts_.server, [this](const st::PeerInfo& p, st::Message&& m) {
+    return handle(p, std::move(m));
+  });
+  server_->start();
+}
+
+void Service::stop() {
+  if (server_) server_->stop();
+  for (auto& [name, job] : jobs_) job.sessions->save_all();
+}
+
+std::uint16_t Service::port() const { return server_ ? server_->port() : 0; }
+
+std::vector<std::string> Service::jobs() const {
+  std::vector<std::string> v;
+  for (const auto& [name, job] : jobs_) v.push_back(name);
+  return v;
+}
+
+ss::CloudSessions& Service::sessions(const std::string& job) { return *jobs_.at(job).sessions; }
+
+st::Message Service::handle(const st::PeerInfo& peer, st::Message&& m) {
+  std::string name;
+  if (const auto* h = m.as<st::Hello>()) {
+    auto it = jobs_.find(h->job);
+    if (it == jobs_.end()) {
+      std::map<std::string, std::string> served;
+      for (const auto& [n, j] : jobs_) served[n];
+      return ss::error_message(ss::SessionErrc::unknown_job,
+                               "hello refused: job '" + h->job + "' is not served here (jobs: " + names(served) + ")");
+    }
+    const auto& allow = it->second.def.allow;
+    if (std::find(allow.begin(), allow.end(), peer.identity) == allow.end())
+      return ss::error_message(ss::SessionErrc::not_allowed,
+                               "hello refused: '" + peer.identity + "' may not join job '" + h->job + "'");
+    name = h->job;
+  } else {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = job_of_.find(peer.session_key);
+    if (it == job_of_.end())
+      return ss::error_message(ss::SessionErrc::no_session, std::string("send Hello before ") + st::to_string(m.type()));
+    name = it->second;
+  }
+  auto reply = jobs_.at(name).sessions->handle(peer, std::move(m));
+  if (reply.as<st::Welcome>()) {
+    std::lock_guard<std::mutex> l(mu_);
+    job_of_[peer.session_key] = name;
+  }
+  return reply;
+}
+
+}  // namespace seam::cloud

@@ -1,0 +1,188 @@
+// The cloud service: job files, preparation, several jobs behind one TLS
+// server, who may join which job, and a restart that loses no step.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "seam/cloud_server/service.hpp"
+#include "seam/session/links.hpp"
+#include "seam/transport/errors.hpp"
+#include "session/session_test_util.hpp"
+
+namespace {
+
+namespace sc = seam::cloud;
+namespace ss = seam::session;
+namespace st = seam::transport;
+namespace t = seam::training;
+namespace fs = std::filesystem;
+
+// The session tests' small ViT job, as a job file, with keys replaced or added.
+std::string job_text(const std::map<std::string, std::string>& changes = {}, const std::string& extra = "") {
+  std::map<std::string, std::string> keys = {{"model", "vit"},   {"classes", "10"}, {"width", "32"},    {"depth", "2"},
+                                             {"heads", "4"},     {"mlp-ratio", "2"}, {"split", "1"},    {"seed", "7"},
+                                             {"lr", "0.002"},    {"up-codec", "none"}, {"down-codec", "none"}};
+  for (const auto& [k, v] : changes) keys[k] = v;
+  std::string s = "# a small ViT, split after block 1\n";
+  for (const auto& [k, v] : keys) s += k + " = " + v + "\n";
+  return s + extra;
+}
+
+void write(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+std::string refusal_of(const std::string& path) {
+  try {
+    sc::read_job_file(path);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CloudJobs, JobFilesAreReadWithSeamTrainNamesAndRefusedByKey) {
+  auto dir = ss::test::temp_dir("jobfiles");
+  write(dir + "/vit-small.job", job_text({}, "allow = CN=edge-1\nallow = CN=edge-2\ncheckpoint-every = 4\n"));
+  auto j = sc::read_job_file(dir + "/vit-small.job");
+  EXPECT_EQ(j.name, "vit-small");
+  EXPECT_EQ(j.spec.model.kind, "vit");
+  EXPECT_EQ(j.spec.model.width, 32);
+  EXPECT_EQ(j.spec.half.optim.lr, 0.002);
+  EXPECT_EQ(j.allow, (std::vector<std::string>{"CN=edge-1", "CN=edge-2"}));
+  EXPECT_EQ(j.checkpoint_every, 4u);
+  EXPECT_EQ(j.policy, "per-client");
+
+  auto expect = [&](const std::string& text, const std::string& why) {
+    write(dir + "/bad.job", text);
+    auto got = refusal_of(dir + "/bad.job");
+    EXPECT_NE(got.find("job file '" + dir + "/bad.job'"), std::string::npos) << got;
+    EXPECT_NE(got.find(why), std::string::npos) << got;
+  };
+  expect(job_text({}, "allow = CN=edge-1\nlearning-rate = 1\n"), "unrecognised option 'learning-rate'");
+  expect(job_text(), "no 'allow' line");
+  expect(job_text({{"policy", "shared"}}, "allow = CN=edge-1\n"), "policy 'shared'");
+  expect(job_text({{"up-codec", "qaunt"}}, "allow = CN=edge-1\n"), "unknown codec stage 'qaunt'");
+  expect(job_text({{"split", "9"}}, "allow = CN=edge-1\n"), "split 9 out of range");
+  expect(job_text({{"width", "wide"}}, "allow = CN=edge-1\n"), "width");
+  EXPECT_NE(refusal_of(dir + "/missing.job").find("does not exist"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+struct Fixture {
+  std::string root = ss::test::temp_dir("service");
+  sc::ServiceOptions opts() const {
+    sc::ServiceOptions o;
+    o.server = ss::test::server_options(ss::test::pki_dir());
+    o.jobs_dir = root + "/jobs";
+    o.state_dir = root + "/state";
+    return o;
+  }
+  Fixture() {
+    fs::create_directories(root + "/jobs");
+    write(root + "/jobs/vit.job", job_text({}, "allow = CN=edge-1\n"));
+    write(root + "/jobs/closed.job", job_text({{"seed", "8"}}, "allow = CN=edge-2\n"));
+    for (const char* name : {"vit", "closed"}) sc::prepare(sc::read_job_file(root + "/jobs/" + name + ".job"), root + "/state");
+  }
+  ~Fixture() { fs::remove_all(root); }
+};
+
+ss::SessionOptions edge_options(const std::string& job) {
+  ss::SessionOptions o;
+  o.job_name = job;
+  return o;
+}
+
+std::string refused(ss::EdgeSession& edge, std::uint16_t port, const std::string& id) {
+  ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), port));
+  try {
+    edge.connect(link, id);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CloudService, ServesJobsByNameToTheClientsOnTheirListsAndResumesAfterAStop) {
+  Fixture fx;
+  auto job = ss::load_job(sc::prepared_dir(fx.root + "/state", "vit"));
+  // The reference: the same job, both halves in this process.
+  std::vector<float> ref_losses;
+  {
+    ss::CloudSession cloud(job, {});
+    ss::EdgeSession edge(job, {});
+    ss::InProcessLink link(cloud);
+    edge.connect(link, "ref");
+    for (std::uint64_t k = 0; k < 6; ++k) ref_losses.push_back(static_cast<float>(edge.train_step(link, ss::test::batch_of(k))->loss));
+  }
+  auto service = std::make_unique<sc::Service>(fx.opts());
+  EXPECT_EQ(service->jobs(), (std::vector<std::string>{"closed", "vit"}));
+  service->start();
+  const auto port = service->port();
+
+  // Refusals, each with its reason.
+  ss::EdgeSession stranger(job, edge_options("nope"));
+  auto why = refused(stranger, port, "x");
+  EXPECT_NE(why.find("job 'nope' is not served here (jobs: closed, vit)"), std::string::npos) << why;
+  auto closed = ss::load_job(sc::prepared_dir(fx.root + "/state", "closed"));
+  ss::EdgeSession outsider(closed, edge_options("closed"));
+  why = refused(outsider, port, "x");
+  EXPECT_NE(why.find("'CN=edge-1' may not join job 'closed'"), std::string::npos) << why;
+  ss::EdgeSession wrong(closed, edge_options("vit"));  // another job's halves
+  why = refused(wrong, port, "x");
+  EXPECT_NE(why.find("not this job: field 'model.seed' differs"), std::string::npos) << why;
+
+  // A client on the list trains 3 steps; the service stops (saving the
+  // session) and a new one on the same state resumes at step 3.
+  ss::EdgeSession edge(job, edge_options("vit"));
+  std::vector<float> losses;
+  {
+    ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), port));
+    edge.connect(link, "e1");
+    for (std::uint64_t k = 0; k < 3; ++k) losses.push_back(static_cast<float>(edge.train_step(link, ss::test::batch_of(k))->loss));
+  }
+  service->stop();
+  service = std::make_unique<sc::Service>(fx.opts());
+  service->start();
+  {
+    ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), service->port()));
+    EXPECT_EQ(edge.connect(link, "e1"), 3u);
+    for (std::uint64_t k = 3; k < 6; ++k) losses.push_back(static_cast<float>(edge.train_step(link, ss::test::batch_of(k))->loss));
+  }
+  EXPECT_EQ(losses, ref_losses);
+  EXPECT_EQ(service->sessions("vit").size(), 1u);
+  EXPECT_EQ(service->sessions("closed").size(), 0u);
+}
+
+TEST(CloudService, AJobThatIsNotPreparedOrDiffersFromItsFileIsRefusedAtStart) {
+  Fixture fx;
+  auto o = fx.opts();
+  write(o.jobs_dir + "/new.job", job_text({}, "allow = CN=edge-1\n"));
+  try {
+    sc::Service s(o);
+    ADD_FAILURE() << "an unprepared job was served";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("job 'new' is not prepared: run `seam-cloud prepare"), std::string::npos) << e.what();
+  }
+  fs::remove(o.jobs_dir + "/new.job");
+  write(o.jobs_dir + "/vit.job", job_text({{"lr", "0.01"}}, "allow = CN=edge-1\n"));
+  try {
+    sc::Service s(o);
+    ADD_FAILURE() << "a changed job was served";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("the job file and its prepared halves differ (field 'optim.lr' differs"), std::string::npos)
+        << e.what();
+  }
+  o.server.tls.ca_file.clear();
+  try {
+    sc::Service s(o);
+    ADD_FAILURE() << "served without a client CA";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("--client-ca is required"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
