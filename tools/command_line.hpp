@@ -2,8 +2,16 @@
 // Shared by Seam's programs: "PROGRAM COMMAND --options", parsed with
 // Boost.Program_options into a variables_map (not yet notified).
 #include <boost/program_options.hpp>
+#include <stdexcept>
 
 namespace seam::tools {
+
+// A bad command line that Boost.Program_options cannot see (a value out of
+// range, flags that do not go together). Programs exit 2 on it, as on po::error;
+// a bad file or a failed run exits 1.
+struct UsageError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
 
 inline boost::program_options::variables_map parse_command_line(
     int argc, char** argv, const boost::program_options::options_description& visible) {

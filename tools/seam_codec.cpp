@@ -49,10 +49,11 @@ std::vector<std::int64_t> parse_shape(const std::string& s) {
       v = std::stoll(item, &used);
     } catch (...) {
     }
-    if (used != item.size() || v <= 0) throw sc::CodecError("--shape: '" + s + "' is not a list of positive integers like 32,128,768");
+    if (used != item.size() || v <= 0)
+      throw seam::tools::UsageError("--shape: '" + s + "' is not a list of positive integers like 32,128,768");
     shape.push_back(v);
   }
-  if (shape.empty() || shape.size() > 8) throw sc::CodecError("--shape: give 1 to 8 dimensions");
+  if (shape.empty() || shape.size() > 8) throw seam::tools::UsageError("--shape: give 1 to 8 dimensions");
   return shape;
 }
 
@@ -65,7 +66,7 @@ at::Tensor synthetic(const std::string& kind, const std::vector<std::int64_t>& s
     return -at::sign(u) * at::log1p(-2 * u.abs());
   }
   if (kind == "gelu") return at::gelu(at::randn(shape, gen, f32));
-  throw sc::CodecError("--synthetic: '" + kind + "' unknown; use gaussian, laplace or gelu");
+  throw seam::tools::UsageError("--synthetic: '" + kind + "' unknown; use gaussian, laplace or gelu");
 }
 
 double median(std::vector<double> v) {
@@ -83,13 +84,13 @@ std::string json_escape(const std::string& s) {
 }
 
 int eval(const po::variables_map& vm) {
-  if (!vm.count("spec")) throw sc::CodecError("eval needs --spec");
+  if (!vm.count("spec")) throw seam::tools::UsageError("eval needs --spec");
   if (vm.count("input") == vm.count("synthetic"))
-    throw sc::CodecError("eval needs exactly one of --input FILE or --synthetic KIND");
+    throw seam::tools::UsageError("eval needs exactly one of --input FILE or --synthetic KIND");
   const int repeat = vm["repeat"].as<int>();
-  if (repeat < 1 || repeat > 10000) throw sc::CodecError("--repeat must be in [1, 10000]");
+  if (repeat < 1 || repeat > 10000) throw seam::tools::UsageError("--repeat must be in [1, 10000]");
   const int threads = vm["threads"].as<int>();
-  if (threads < 0) throw sc::CodecError("--threads must be >= 0 (0 = all cores)");
+  if (threads < 0) throw seam::tools::UsageError("--threads must be >= 0 (0 = all cores)");
   at::set_num_threads(threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
   if (auto note = sc::blas_kernel_advice(); !note.empty()) std::fprintf(stderr, "seam-codec: %s\n", note.c_str());
   const auto seed = vm["seed"].as<std::uint64_t>();
@@ -173,6 +174,9 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const po::error& e) {
     std::cerr << "seam-codec: " << e.what() << "\n\n" << kUsage;
+    return 2;
+  } catch (const seam::tools::UsageError& e) {
+    std::cerr << "seam-codec: " << e.what() << " (see seam-codec --help)\n";
     return 2;
   } catch (const sc::CodecError& e) {
     std::cerr << "seam-codec: error: " << e.what() << "\n";

@@ -106,7 +106,7 @@ void check_out_path(const std::string& out) {
 // Flags whose values the libraries would take silently (negative counts wrap or run nothing).
 void check_ranges(const t::RunOptions& ro, int threads, std::size_t max_per_class) {
   auto need = [](bool ok, const std::string& m) {
-    if (!ok) throw std::invalid_argument(m);
+    if (!ok) throw seam::tools::UsageError(m);
   };
   // Unsigned flags given a negative number wrap around to huge values.
   constexpr std::size_t kHuge = std::size_t{1} << 62;
@@ -174,15 +174,15 @@ int main(int argc, char** argv) {
       return vm.count("help") ? 0 : 2;
     }
     const auto cmd = vm["command"].as<std::string>();
-    if (cmd != "pretrain" && cmd != "finetune") throw std::invalid_argument("unknown command '" + cmd + "' (pretrain or finetune)");
+    if (cmd != "pretrain" && cmd != "finetune") throw seam::tools::UsageError("unknown command '" + cmd + "' (pretrain or finetune)");
     check_ranges(ro, threads, max_per_class);
-    if (cmd == "pretrain" && out.empty()) throw std::invalid_argument("pretrain needs --out CHECKPOINT");
+    if (cmd == "pretrain" && out.empty()) throw seam::tools::UsageError("pretrain needs --out CHECKPOINT");
     if (cmd == "finetune" && mc.kind == "gpt")
-      throw std::invalid_argument("finetune classifies: use --model vit, cnn or bert");
+      throw seam::tools::UsageError("finetune classifies: use --model vit, cnn or bert");
     if (cmd == "finetune" && !out.empty())
-      throw std::invalid_argument("--out is for pretrain; finetune writes no checkpoint");
+      throw seam::tools::UsageError("--out is for pretrain; finetune writes no checkpoint");
     if (cmd == "pretrain" && !pretrained.empty())
-      throw std::invalid_argument("--pretrained is for finetune; pretrain starts from a fresh model");
+      throw seam::tools::UsageError("--pretrained is for finetune; pretrain starts from a fresh model");
     if (cmd == "pretrain") check_out_path(out);
     std::printf("seam-train: %d threads\n", t::configure_threads(threads));
     if (auto note = seam::compression::blas_kernel_advice(); !note.empty()) std::printf("seam-train: %s\n", note.c_str());
@@ -219,6 +219,9 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const po::error& e) {
     std::cerr << "seam-train: " << e.what() << "\n\n" << kUsage;
+    return 2;
+  } catch (const seam::tools::UsageError& e) {
+    std::cerr << "seam-train: " << e.what() << " (see seam-train --help)\n";
     return 2;
   } catch (const c10::Error& e) {
     std::cerr << "seam-train: error: " << e.what_without_backtrace() << "\n";

@@ -287,12 +287,12 @@ TEST(SpecGrammar, ParserEnforcesTheDecodersLimits) {
     for (int i = 0; i < n; ++i) s += stage + "+";
     return s + tail;
   };
-  const auto x = torch::randn({4, 8});
+  const auto x = torch::randn({2, 4, 8});
   // 8 lowranks make 256 parts, the most a message may hold; they round-trip.
   EXPECT_EQ(roundtrip(chain("lowrank:rank=1", 8, "fp16"), x).sizes(), x.sizes());
   EXPECT_NE(msg(chain("lowrank:rank=1", 9, "fp16")).find("more than 256 parts at stage 'lowrank'"), std::string::npos);
   // At most 16 stages, counting the implicit final none.
-  const std::string sixteen = chain("lowrank:rank=1", 8, chain("zstd", 6, "fp16+zstd"));
+  const std::string sixteen = chain("lowrank:rank=1", 8, "fp16+" + chain("zstd", 6, "zstd"));
   EXPECT_EQ(roundtrip(sixteen, x).sizes(), x.sizes());
   EXPECT_NE(msg(sixteen + "+zstd").find("has 17 stages; at most 16"), std::string::npos);
   EXPECT_NE(msg(chain("lowrank:rank=1", 15, "lowrank:rank=1")).find("has 17 stages (with the implicit final none)"),
