@@ -103,6 +103,9 @@ int main(int argc, char** argv) {
     s.keepalive_interval = seam::transport::Millis(keepalive_ms);
     // The program, not the library, owns the signals: block them before any
     // thread starts, then wait for one here.
+    // A closed stdout (a supervisor that stopped reading) must not kill the
+    // server with SIGPIPE before it saves its sessions.
+    ::signal(SIGPIPE, SIG_IGN);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);

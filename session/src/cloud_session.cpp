@@ -25,6 +25,7 @@ CloudSession::~CloudSession() = default;
 
 void CloudSession::init(SessionOptions o) {
   spec_ = step_spec(job_.spec.model, job_.spec.half);
+  job_every_ = o.checkpoint_every;
   trainer_ = std::make_unique<t::CloudTrainer>(*half_, job_.spec.half);
   detail::place_delta_buffers(trainer_->state(), o.delta_ram_limit_bytes, o.state_dir);
   store_ = std::make_unique<Store>(o.state_dir, o.keep_checkpoints, false, &job_.spec.model, job_.fingerprint);
@@ -68,7 +69,9 @@ st::Message CloudSession::on_hello(const st::Hello& h) {
   check_hello_job(job_, h);
   std::unique_lock<std::mutex> l(mu_);
   cv_.wait(l, [&] { return !running_; });
-  every_ = store_->enabled() ? h.checkpoint_every : 0;
+  // The job's interval when it sets one (the edge must ask for the same and
+  // refuses otherwise); else what the edge asks for.
+  every_ = store_->enabled() ? (job_every_ ? job_every_ : h.checkpoint_every) : 0;
   const std::uint64_t mine = trainer_->steps_done(), theirs = h.resume_step;
   const bool reattach = !dirty_ && (theirs == mine || (theirs + 1 == mine && last_step_ == theirs));
   if (!reattach && (theirs < mine || dirty_)) {

@@ -1,7 +1,11 @@
 // The cloud service: job files, preparation, several jobs behind one TLS
 // server, who may join which job, and a restart that loses no step.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -11,6 +15,8 @@
 #include "seam/session/links.hpp"
 #include "seam/transport/errors.hpp"
 #include "session/session_test_util.hpp"
+
+extern char** environ;
 
 namespace {
 
@@ -81,9 +87,9 @@ struct Fixture {
     o.state_dir = root + "/state";
     return o;
   }
-  Fixture() {
+  explicit Fixture(int every = 0) {
     fs::create_directories(root + "/jobs");
-    write(root + "/jobs/vit.job", job_text({}, "allow = CN=edge-1\n"));
+    write(root + "/jobs/vit.job", job_text({}, "allow = CN=edge-1\ncheckpoint-every = " + std::to_string(every) + "\n"));
     write(root + "/jobs/closed.job", job_text({{"seed", "8"}}, "allow = CN=edge-2\n"));
     for (const char* name : {"vit", "closed"}) sc::prepare(sc::read_job_file(root + "/jobs/" + name + ".job"), root + "/state");
   }
@@ -155,6 +161,93 @@ TEST(CloudService, ServesJobsByNameToTheClientsOnTheirListsAndResumesAfterAStop)
   EXPECT_EQ(losses, ref_losses);
   EXPECT_EQ(service->sessions("vit").size(), 1u);
   EXPECT_EQ(service->sessions("closed").size(), 0u);
+}
+
+// seam-cloud as a process: its first line names the port.
+struct CloudProcess {
+  pid_t pid = 0;
+  std::uint16_t port = 0;
+  CloudProcess(const Fixture& fx, std::uint16_t want_port) {
+    const std::string exe = SEAM_CLOUD_BIN, pki = ss::test::pki_dir();
+    std::vector<std::string> args = {exe, "serve", "--cert", pki + "/server.pem", "--key", pki + "/server.key",
+                                     "--client-ca", pki + "/ca.pem", "--jobs-dir", fx.root + "/jobs",
+                                     "--state-dir", fx.root + "/state", "--port", std::to_string(want_port)};
+    int out[2];
+    EXPECT_EQ(::pipe(out), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    std::vector<char*> argv;
+    for (auto& x : args) argv.push_back(x.data());
+    argv.push_back(nullptr);
+    EXPECT_EQ(posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(out[1]);
+    std::string line;
+    char ch;
+    while (::read(out[0], &ch, 1) == 1 && ch != '\n') line += ch;
+    ::close(out[0]);
+    EXPECT_EQ(line.rfind("seam-cloud: serving jobs closed, vit on 127.0.0.1:", 0), 0u) << "seam-cloud said: " << line;
+    port = static_cast<std::uint16_t>(std::atoi(line.c_str() + line.rfind(':') + 1));
+  }
+  // Sends the signal and returns the exit status (or -signal).
+  int stop(int sig) {
+    ::kill(pid, sig);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  }
+  ~CloudProcess() {
+    if (pid) stop(SIGKILL);
+  }
+};
+
+TEST(CloudService, TheProgramSavesOnSigtermAndResumesAfterSigkill) {
+  Fixture fx(2);  // the job checkpoints every 2 steps
+  auto job = ss::load_job(sc::prepared_dir(fx.root + "/state", "vit"));
+  std::vector<double> ref;
+  {
+    ss::CloudSession cloud(job, {});
+    ss::EdgeSession edge(job, {});
+    ss::InProcessLink link(cloud);
+    edge.connect(link, "ref");
+    for (std::uint64_t k = 0; k < 6; ++k) ref.push_back(edge.train_step(link, ss::test::batch_of(k))->loss);
+  }
+  auto eo = edge_options("vit");
+  eo.state_dir = fx.root + "/edge";
+  eo.checkpoint_every = 2;
+  ss::EdgeSession edge(job, eo);
+  std::map<std::uint64_t, std::vector<double>> losses;  // by step: a replayed step appears twice
+  auto train = [&](std::uint16_t port, std::uint64_t until, std::uint64_t expect_from) {
+    ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), port));
+    EXPECT_EQ(edge.connect(link, "e1"), expect_from);
+    while (edge.step() < until) {
+      const auto k = edge.step();
+      losses[k].push_back(edge.train_step(link, ss::test::batch_of(k))->loss);
+    }
+  };
+  std::uint16_t port = 0;
+  {
+    CloudProcess cloud(fx, 0);
+    port = cloud.port;
+    train(port, 3, 0);
+    EXPECT_EQ(cloud.stop(SIGTERM), 0) << "SIGTERM: finish, save, exit 0";
+  }
+  {
+    CloudProcess cloud(fx, port);
+    train(port, 5, 3);  // SIGTERM saved the session at step 3: no rollback
+    EXPECT_EQ(cloud.stop(SIGKILL), -SIGKILL);
+  }
+  {
+    CloudProcess cloud(fx, port);
+    train(port, 6, 4);  // after SIGKILL both sides go back to their checkpoint of step 4
+  }
+  ASSERT_EQ(losses.size(), 6u);
+  for (std::uint64_t k = 0; k < 6; ++k)
+    for (double l : losses[k]) EXPECT_EQ(l, ref[k]) << "step " << k;
+  EXPECT_EQ(losses[4].size(), 2u) << "step 4 was replayed once";
 }
 
 TEST(CloudService, AJobThatIsNotPreparedOrDiffersFromItsFileIsRefusedAtStart) {

@@ -32,7 +32,10 @@ namespace seam::session {
 
 struct SessionOptions {
   std::string state_dir;             // this side's checkpoints; empty: no checkpoints, no resume
-  std::uint64_t checkpoint_every = 0;  // edge: steps between coordinated checkpoints (0: none)
+  // Steps between coordinated checkpoints (0: none). Edge: what it asks for.
+  // Cloud: the job's interval, which the cloud agrees to whatever the edge
+  // asks (0: the edge's choice).
+  std::uint64_t checkpoint_every = 0;
   int keep_checkpoints = 3;          // newest kept (at least 2)
   std::size_t delta_ram_limit_bytes = std::size_t{1} << 30;
   std::string job_name;  // edge: the job to join at a seam-cloud server (default: the fingerprint's first 16 digits)
@@ -123,7 +126,7 @@ class CloudSession {
   std::unique_ptr<training::CloudTrainer> trainer_;
   struct Store;
   std::unique_ptr<Store> store_;
-  std::uint64_t every_ = 0;
+  std::uint64_t every_ = 0, job_every_ = 0;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool running_ = false;
