@@ -102,6 +102,17 @@ ss::SessionOptions edge_options(const std::string& job) {
   return o;
 }
 
+// The losses of the job's first `steps` steps with both halves in this process.
+std::vector<double> reference_losses(const ss::PreparedJob& job, std::uint64_t steps) {
+  ss::CloudSession cloud(job, {});
+  ss::EdgeSession edge(job, {});
+  ss::InProcessLink link(cloud);
+  edge.connect(link, "ref");
+  std::vector<double> out;
+  for (std::uint64_t k = 0; k < steps; ++k) out.push_back(edge.train_step(link, ss::test::batch_of(k))->loss);
+  return out;
+}
+
 std::string refused(ss::EdgeSession& edge, std::uint16_t port, const std::string& id) {
   ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), port));
   try {
@@ -115,15 +126,7 @@ std::string refused(ss::EdgeSession& edge, std::uint16_t port, const std::string
 TEST(CloudService, ServesJobsByNameToTheClientsOnTheirListsAndResumesAfterAStop) {
   Fixture fx;
   auto job = ss::load_job(sc::prepared_dir(fx.root + "/state", "vit"));
-  // The reference: the same job, both halves in this process.
-  std::vector<float> ref_losses;
-  {
-    ss::CloudSession cloud(job, {});
-    ss::EdgeSession edge(job, {});
-    ss::InProcessLink link(cloud);
-    edge.connect(link, "ref");
-    for (std::uint64_t k = 0; k < 6; ++k) ref_losses.push_back(static_cast<float>(edge.train_step(link, ss::test::batch_of(k))->loss));
-  }
+  const auto ref_losses = reference_losses(job, 6);
   auto service = std::make_unique<sc::Service>(fx.opts());
   EXPECT_EQ(service->jobs(), (std::vector<std::string>{"closed", "vit"}));
   service->start();
@@ -144,11 +147,11 @@ TEST(CloudService, ServesJobsByNameToTheClientsOnTheirListsAndResumesAfterAStop)
   // A client on the list trains 3 steps; the service stops (saving the
   // session) and a new one on the same state resumes at step 3.
   ss::EdgeSession edge(job, edge_options("vit"));
-  std::vector<float> losses;
+  std::vector<double> losses;
   {
     ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), port));
     edge.connect(link, "e1");
-    for (std::uint64_t k = 0; k < 3; ++k) losses.push_back(static_cast<float>(edge.train_step(link, ss::test::batch_of(k))->loss));
+    for (std::uint64_t k = 0; k < 3; ++k) losses.push_back(edge.train_step(link, ss::test::batch_of(k))->loss);
   }
   service->stop();
   service = std::make_unique<sc::Service>(fx.opts());
@@ -156,7 +159,7 @@ TEST(CloudService, ServesJobsByNameToTheClientsOnTheirListsAndResumesAfterAStop)
   {
     ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), service->port()));
     EXPECT_EQ(edge.connect(link, "e1"), 3u);
-    for (std::uint64_t k = 3; k < 6; ++k) losses.push_back(static_cast<float>(edge.train_step(link, ss::test::batch_of(k))->loss));
+    for (std::uint64_t k = 3; k < 6; ++k) losses.push_back(edge.train_step(link, ss::test::batch_of(k))->loss);
   }
   EXPECT_EQ(losses, ref_losses);
   EXPECT_EQ(service->sessions("vit").size(), 1u);
@@ -172,22 +175,8 @@ struct CloudProcess {
     std::vector<std::string> args = {exe, "serve", "--cert", pki + "/server.pem", "--key", pki + "/server.key",
                                      "--client-ca", pki + "/ca.pem", "--jobs-dir", fx.root + "/jobs",
                                      "--state-dir", fx.root + "/state", "--port", std::to_string(want_port)};
-    int out[2];
-    EXPECT_EQ(::pipe(out), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    std::vector<char*> argv;
-    for (auto& x : args) argv.push_back(x.data());
-    argv.push_back(nullptr);
-    EXPECT_EQ(posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(out[1]);
     std::string line;
-    char ch;
-    while (::read(out[0], &ch, 1) == 1 && ch != '\n') line += ch;
-    ::close(out[0]);
+    pid = ss::test::spawn_reading_first_line(args, line);
     EXPECT_EQ(line.rfind("seam-cloud: serving jobs closed, vit on 127.0.0.1:", 0), 0u) << "seam-cloud said: " << line;
     port = static_cast<std::uint16_t>(std::atoi(line.c_str() + line.rfind(':') + 1));
   }
@@ -207,14 +196,7 @@ struct CloudProcess {
 TEST(CloudService, TheProgramSavesOnSigtermAndResumesAfterSigkill) {
   Fixture fx(2);  // the job checkpoints every 2 steps
   auto job = ss::load_job(sc::prepared_dir(fx.root + "/state", "vit"));
-  std::vector<double> ref;
-  {
-    ss::CloudSession cloud(job, {});
-    ss::EdgeSession edge(job, {});
-    ss::InProcessLink link(cloud);
-    edge.connect(link, "ref");
-    for (std::uint64_t k = 0; k < 6; ++k) ref.push_back(edge.train_step(link, ss::test::batch_of(k))->loss);
-  }
+  const auto ref = reference_losses(job, 6);
   auto eo = edge_options("vit");
   eo.state_dir = fx.root + "/edge";
   eo.checkpoint_every = 2;

@@ -308,24 +308,9 @@ TEST(SessionRestart, KilledCloudProcessResumesBitForBit) {
   auto root = ss::test::temp_dir("cloud_kill");
   const std::string exe = SEAM_SESSION_SERVER;
   auto spawn = [&](std::uint16_t port) {
-    int out[2];
-    EXPECT_EQ(::pipe(out), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
     std::vector<std::string> args = {exe, job.dir, root + "/cloud", ss::test::pki_dir(), std::to_string(port)};
-    std::vector<char*> argv;
-    for (auto& x : args) argv.push_back(x.data());
-    argv.push_back(nullptr);
-    pid_t pid = 0;
-    EXPECT_EQ(posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(out[1]);
     std::string line;
-    char ch;
-    while (::read(out[0], &ch, 1) == 1 && ch != '\n') line += ch;
-    ::close(out[0]);
+    pid_t pid = ss::test::spawn_reading_first_line(args, line);
     EXPECT_EQ(line.rfind("listening ", 0), 0u) << "server said: " << line;
     return std::pair<pid_t, std::uint16_t>(pid, static_cast<std::uint16_t>(std::atoi(line.c_str() + 10)));
   };

@@ -2,6 +2,7 @@
 // Shared by the session tests and their server program: a PKI made at test
 // time, prepared test jobs, deterministic batches and a TLS server of sessions.
 #include <ATen/CPUGeneratorImpl.h>
+#include <spawn.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -9,12 +10,39 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "seam/session/job.hpp"
 #include "seam/session/session.hpp"
 #include "seam/transport/channel.hpp"
 
+extern char** environ;
+
 namespace seam::session::test {
+
+// Starts args[0] with args, its stdout a pipe; reads its first line into
+// `line` (the program announces itself there), then closes the pipe.
+inline pid_t spawn_reading_first_line(std::vector<std::string> args, std::string& line) {
+  int out[2];
+  if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_addclose(&fa, out[0]);
+  std::vector<char*> argv;
+  for (auto& x : args) argv.push_back(x.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(out[1]);
+  line.clear();
+  char ch;
+  while (rc == 0 && ::read(out[0], &ch, 1) == 1 && ch != '\n') line += ch;
+  ::close(out[0]);
+  if (rc != 0) throw std::runtime_error("cannot start " + args[0]);
+  return pid;
+}
 
 inline std::string temp_dir(const std::string& name) {
   auto d = std::filesystem::temp_directory_path() / ("seam_session_" + std::to_string(::getpid()) + "_" + name);
