@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 
 #include "seam/session/run.hpp"
 #include "seam/training/checkpoint.hpp"
@@ -176,6 +177,10 @@ int main(int argc, char** argv) {
     const auto cmd = vm["command"].as<std::string>();
     if (cmd != "pretrain" && cmd != "finetune") throw seam::tools::UsageError("unknown command '" + cmd + "' (pretrain or finetune)");
     check_ranges(ro, threads, max_per_class);
+    // An unsigned flag given a negative number wraps around; no real seed is that large.
+    if (mc.seed > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      throw seam::tools::UsageError("--seed must be 0..9223372036854775807 (a negative number wraps around to " +
+                                    std::to_string(mc.seed) + ")");
     if (cmd == "pretrain" && out.empty()) throw seam::tools::UsageError("pretrain needs --out CHECKPOINT");
     if (cmd == "finetune" && mc.kind == "gpt")
       throw seam::tools::UsageError("finetune classifies: use --model vit, cnn or bert");

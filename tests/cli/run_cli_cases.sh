@@ -123,6 +123,7 @@ train_table() {
   bad config-missing "--config '$work/none.cfg' does not exist" finetune --config "$work/none.cfg"
   bad config-unknown-key "--config '$work/unknown.cfg': .*bogus-key" finetune --config "$work/unknown.cfg"
   bad negative-steps "--steps must be >= 1 \(got -5\)" finetune --steps -5
+  bad negative-seed "--seed must be 0\.\.9223372036854775807 \(a negative number wraps around" finetune --seed -1
   bad zero-batch "--batch must be >= 1 \(got 0\)" finetune --batch 0
   bad negative-eval-limit "--eval-limit must be >= 0" finetune --eval-limit -3
   bad out-is-dir "--out '$work' is a directory" pretrain --out "$work"
