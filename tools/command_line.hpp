@@ -2,7 +2,10 @@
 // Shared by Seam's programs: "PROGRAM COMMAND --options", parsed with
 // Boost.Program_options into a variables_map (not yet notified).
 #include <boost/program_options.hpp>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
+#include <string>
 
 namespace seam::tools {
 
@@ -25,6 +28,22 @@ inline boost::program_options::variables_map parse_command_line(
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
   return vm;
+}
+
+// Reads --config FILE into vm; errors name the file.
+inline void store_config_file(const std::string& path, const boost::program_options::options_description& opts,
+                              boost::program_options::variables_map& vm) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw std::invalid_argument("--config '" + path + "' does not exist");
+  if (fs::is_directory(path, ec)) throw std::invalid_argument("--config '" + path + "' is a directory, not a file");
+  std::ifstream f(path);
+  if (!f) throw std::invalid_argument("cannot open --config '" + path + "'");
+  try {
+    boost::program_options::store(boost::program_options::parse_config_file(f, opts), vm);
+  } catch (const boost::program_options::error& e) {
+    throw std::invalid_argument("--config '" + path + "': " + e.what());
+  }
 }
 
 }  // namespace seam::tools

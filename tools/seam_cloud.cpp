@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "command_line.hpp"
 #include "seam/cloud_server/service.hpp"
 
 namespace po = boost::program_options;
@@ -27,20 +28,6 @@ const char* kUsage =
     "into STATE_DIR/NAME/sessions; a restarted server resumes them. SIGTERM or SIGINT lets in-flight\n"
     "steps finish, saves every session and exits 0.\n"
     "Options may also come from --config FILE (key = value lines, same names as the flags).\n";
-
-void store_config(const std::string& path, const po::options_description& opts, po::variables_map& vm) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    throw std::invalid_argument("--config '" + path + "' " +
-                                (std::filesystem::exists(path, ec) ? "is not a regular file" : "does not exist"));
-  std::ifstream f(path);
-  if (!f) throw std::invalid_argument("cannot read --config '" + path + "'");
-  try {
-    po::store(po::parse_config_file(f, opts), vm);
-  } catch (const po::error& e) {
-    throw std::invalid_argument("--config '" + path + "': " + e.what());
-  }
-}
 
 }  // namespace
 
@@ -76,7 +63,7 @@ int main(int argc, char** argv) {
   try {
     po::variables_map vm;
     po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
-    if (vm.count("config")) store_config(vm["config"].as<std::string>(), opts, vm);
+    if (vm.count("config")) seam::tools::store_config_file(vm["config"].as<std::string>(), opts, vm);
     po::notify(vm);
     if (vm.count("help") || args.empty()) {
       std::cout << kUsage << "\n" << opts;

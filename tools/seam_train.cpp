@@ -70,21 +70,6 @@ struct TimeSplit {
   }
 };
 
-// Reads --config FILE into vm; errors name the file.
-void store_config_file(const std::string& path, const po::options_description& opts, po::variables_map& vm) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw std::invalid_argument("--config '" + path + "' does not exist");
-  if (fs::is_directory(path, ec)) throw std::invalid_argument("--config '" + path + "' is a directory, not a file");
-  std::ifstream f(path);
-  if (!f) throw std::invalid_argument("cannot open --config '" + path + "'");
-  try {
-    po::store(po::parse_config_file(f, opts), vm);
-  } catch (const po::error& e) {
-    throw std::invalid_argument("--config '" + path + "': " + e.what());
-  }
-}
-
 // --out is checked before any work: a run must not fail after training ends.
 void check_out_path(const std::string& out) {
   namespace fs = std::filesystem;
@@ -168,7 +153,7 @@ int main(int argc, char** argv) {
       "out", po::value(&out), "pretrain: checkpoint to write");
   try {
     po::variables_map vm = seam::tools::parse_command_line(argc, argv, opts);
-    if (vm.count("config")) store_config_file(vm["config"].as<std::string>(), opts, vm);
+    if (vm.count("config")) seam::tools::store_config_file(vm["config"].as<std::string>(), opts, vm);
     po::notify(vm);
     if (vm.count("help") || !vm.count("command")) {
       std::cout << kUsage << "\n" << opts;

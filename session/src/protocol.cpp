@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstring>
 #include <algorithm>
-#include <unordered_set>
 
 #include "seam/compression/codec.hpp"
 #include "seam/compression/dtype.hpp"
@@ -185,9 +184,6 @@ training::StepRequest parse_forward(st::Message&& m, const StepSpec& spec) {
                                 "; the codec '" + spec.up_codec + "' keys its state by sample id");
   if (!spec.send_ids && !f->sample_ids.empty())
     bad(step, "sample_ids", "sent, but the codec '" + spec.up_codec + "' needs none");
-  std::unordered_set<std::int64_t> seen;
-  for (auto id : f->sample_ids)
-    if (!seen.insert(id).second) bad(step, "sample_ids", "id " + std::to_string(id) + " appears twice in one batch");
   auto secs = sections_of(m, step, {{"activations", true}});
   check_codec(step, *secs["activations"], spec.up_codec);
 

@@ -317,6 +317,7 @@ template <class A> void forward_head(A& ar, Forward& m) {
       bad_forward("batch of " + std::to_string(m.batch) + "; a batch has 1.." + std::to_string(kMaxBatch) + " samples");
   }
 }
+// encode_frame writes these parts itself, to measure them; keep the order in step.
 template <class A> void body(A& ar, Forward& m) {
   forward_head(ar, m);
   forward_ids(ar, m);
@@ -448,18 +449,6 @@ std::vector<std::uint8_t> EncodedFrame::to_bytes() const {
   return b;
 }
 
-// Bytes one part of a body takes on the wire (its own archive, less the
-// archive's one-byte endianness flag).
-template <class F>
-std::uint64_t wire_size(F&& write) {
-  std::ostringstream os(std::ios::binary);
-  {
-    cereal::PortableBinaryOutputArchive ar(os);
-    write(ar);
-  }
-  return static_cast<std::uint64_t>(os.tellp()) - 1;
-}
-
 EncodedFrame encode_frame(const Message& m, std::uint64_t request_id) {
   EncodedFrame f;
   std::ostringstream os(std::ios::binary);
@@ -479,7 +468,24 @@ EncodedFrame encode_frame(const Message& m, std::uint64_t request_id) {
       payload += s.bytes.size();
       f.sections.push_back(&s);
     }
-    std::visit([&](auto& b) { body(ar, const_cast<std::decay_t<decltype(b)>&>(b)); }, m.body);
+    if (const auto* fw = m.as<Forward>()) {
+      // Forward's packed parts are measured as they are written (the
+      // archive writes straight into `os`).
+      auto& w = const_cast<Forward&>(*fw);
+      const auto at = [&] { return static_cast<std::uint64_t>(os.tellp()); };
+      forward_head(ar, w);
+      auto p = at();
+      forward_ids(ar, w);
+      f.bytes.ids = at() - p;
+      p = at();
+      forward_labels(ar, w);
+      f.bytes.labels = at() - p;
+      p = at();
+      forward_mask(ar, w);
+      f.bytes.mask = at() - p;
+    } else {
+      std::visit([&](auto& b) { body(ar, const_cast<std::decay_t<decltype(b)>&>(b)); }, m.body);
+    }
     h.type = static_cast<std::uint16_t>(m.type());
     h.payload_len = payload;
     h.request_id = request_id;
@@ -492,12 +498,6 @@ EncodedFrame encode_frame(const Message& m, std::uint64_t request_id) {
   f.header = encode_header(h);
   f.bytes.header = kFrameHeaderSize;
   f.bytes.sections = h.payload_len;
-  if (const auto* fw = m.as<Forward>()) {
-    auto& w = const_cast<Forward&>(*fw);
-    f.bytes.ids = wire_size([&](auto& ar) { forward_ids(ar, w); });
-    f.bytes.labels = wire_size([&](auto& ar) { forward_labels(ar, w); });
-    f.bytes.mask = wire_size([&](auto& ar) { forward_mask(ar, w); });
-  }
   f.bytes.metadata = meta.size() - f.bytes.ids - f.bytes.labels - f.bytes.mask;
   return f;
 }
