@@ -11,10 +11,14 @@ PACKAGES=(
   # libraries
   libtorch-dev libopenblas0-openmp libasio-dev libcereal-dev libssl-dev
   libboost-program-options-dev libgtest-dev libzstd-dev zlib1g-dev
+  # cloud service: /metrics over HTTP, structured logs
+  libcpp-httplib-dev libspdlog-dev
   # fuzzing (libFuzzer needs clang's runtime)
   clang libclang-rt-14-dev
   # python side: TorchScript models and reference results in tests
   python3 python3-torch python3-numpy
+  # the Python edge module (pybind11 against Debian's python3-torch)
+  python3-dev pybind11-dev
   # real data
   dataset-fashion-mnist fortunes fortunes-min fortunes-de fortunes-es fortunes-it
   # certificates, peer tool, link emulation
