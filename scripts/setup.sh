@@ -23,8 +23,8 @@ PACKAGES=(
   dataset-fashion-mnist fortunes fortunes-min fortunes-de fortunes-es fortunes-it
   # certificates, peer tool, link emulation
   openssl iproute2
-  # plots in docs (scripts/ptq_results.sh)
-  gnuplot-nox
+  # plots in docs (scripts/ptq_results.sh, scripts/plots.sh reads JSONL metrics with jq)
+  gnuplot-nox jq
 )
 
 missing=()

@@ -1,0 +1,99 @@
+# shellcheck shell=bash
+# Sourced by results.sh, finetune.sh and demo.sh: reading job files and seam-train logs.
+# Expects $root (the repository) to be set by the caller.
+# shellcheck disable=SC2154
+
+# job_value FILE KEY: the last value of `KEY = value` in FILE (comments and blanks ignored).
+job_value() {
+  sed -n -e 's/[[:space:]]*#.*$//' -e "s/^[[:space:]]*$2[[:space:]]*=[[:space:]]*//p" "$1" | sed 's/[[:space:]]*$//' | tail -n 1
+}
+
+# job_for_cloud JOB: the job file with a relative `pretrained` path made absolute
+# (relative paths in configs/ are relative to the repository).
+job_for_cloud() {
+  sed "s#^\([[:space:]]*pretrained[[:space:]]*=[[:space:]]*\)\([^/[:space:]]\)#\1$root/\2#" "$1"
+}
+
+# train_conf JOB BATCH: a `seam-train finetune --config` file made from a job file:
+# the keys only the service knows are dropped, the batch is added.
+train_conf() {
+  job_for_cloud "$1" | grep -v -E '^[[:space:]]*(#|$)' |
+    grep -v -E '^[[:space:]]*(allow|policy|checkpoint-every|keep-checkpoints|classes)[[:space:]]*='
+  echo "batch = $2"
+}
+
+# ensure_pretrained SEAM_TRAIN CONF THREADS: runs `seam-train pretrain --config CONF`
+# unless the checkpoint it writes (its `out` key) already exists.
+ensure_pretrained() {
+  local out
+  out=$(job_value "$2" out)
+  [ -n "$out" ] || { echo "seam: '$2' has no 'out' key" >&2; return 1; }
+  case "$out" in /*) ;; *) out=$root/$out ;; esac
+  if [ -f "$out" ]; then
+    echo "seam: pretrained checkpoint $out exists; not pre-training again"
+    return 0
+  fi
+  echo "seam: pre-training with $2 -> $out"
+  "$1" pretrain --config "$2" --out "$out" --threads "$3"
+}
+
+# train_log_jsonl < LOG: seam-train finetune's output (run with --log-every 1) as
+# JSONL metrics, in the fields of seam-edge's --metrics-log (step counts from 0),
+# plus eval_accuracy and, on the last line, exact total_bytes_up/_down.
+train_log_jsonl() {
+  awk '
+    /^step +[0-9]+ +eval accuracy/ { eval[$2 - 1] = $5; next }
+    /^step +[0-9]+ +loss/ {
+      s = $2 - 1; n++; steps[n] = s; loss[s] = $4; acc[s] = $6
+      up[s] = int($8 * 1024 + 0.5)
+      for (i = 9; i <= NF; i++) if ($i == "down") { down[s] = int($(i + 1) * 1024 + 0.5); break }
+      next
+    }
+    /^finetune done:/ { for (i = 1; i <= NF; i++) if ($i == "accuracy") final = $(i + 1); sub(",", "", final)
+                        total = $3; next }
+    /^up +per step:/ { upb = $4 }
+    /^down per step:/ { downb = $4 }
+    END {
+      for (k = 1; k <= n; k++) {
+        s = steps[k]
+        printf "%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s, loss[s], acc[s], up[s], down[s],
+          (k == n && final != "" ? upb * total : "-"), (k == n && final != "" ? downb * total : "-"),
+          (k == n && final != "" ? final : (s in eval ? eval[s] : "-"))
+      }
+    }' |
+    jq -R -c 'split("\t") | {step: (.[0] | tonumber), loss: (.[1] | tonumber), accuracy: (.[2] | tonumber),
+               bytes_up: (.[3] | tonumber), bytes_down: (.[4] | tonumber)}
+              + (if .[5] != "-" then {total_bytes_up: (.[5] | tonumber), total_bytes_down: (.[6] | tonumber)} else {} end)
+              + (if .[7] != "-" then {eval_accuracy: (.[7] | tonumber)} else {} end)'
+}
+
+# summary_row SETTING SEED LOG: one TSV row from a finetune log.
+summary_row() {
+  awk -v setting="$1" -v seed="$2" '
+    /^finetune done:/ { steps = $3; secs = $6; for (i = 1; i <= NF; i++) if ($i == "accuracy") acc = $(i + 1); sub(",", "", acc) }
+    /^up +per step:/ { upb = $4 }
+    /^down per step:/ { downb = $4 }
+    END { if (acc == "") { print "seam: no summary in the log of " setting > "/dev/stderr"; exit 1 }
+          printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", setting, seed, acc, upb, downb, steps, secs }' "$3"
+}
+
+# results_table TSV: a Markdown table, one row per setting: mean and spread of the
+# test accuracy over seeds, bytes per step, reduction of up + down against `none`.
+results_table() {
+  awk -F'\t' '
+    NR == 1 { next }
+    { k = $1; if (!(k in n)) order[++m] = k; n[k]++; sum[k] += $3; sq[k] += $3 * $3
+      if (!(k in up)) { up[k] = $4; down[k] = $5 }; secs[k] += $7 / $6 * 1000; seedl[k] = seedl[k] (seedl[k] == "" ? "" : ",") $2 }
+    END {
+      base = ("none" in up) ? up["none"] + down["none"] : 0; bacc = ("none" in n) ? sum["none"] / n["none"] : -1
+      print "| setting | seeds | test accuracy | vs none (points) | up B/step | down B/step | reduction vs fp32 (up+down) | ms/step |"
+      print "|---|---|---|---|---|---|---|---|"
+      for (i = 1; i <= m; i++) {
+        k = order[i]; mean = sum[k] / n[k]; var = n[k] > 1 ? (sq[k] - n[k] * mean * mean) / (n[k] - 1) : 0
+        acc = sprintf("%.2f%%", 100 * mean); if (n[k] > 1) acc = acc sprintf(" ± %.2f", 100 * sqrt(var > 0 ? var : 0))
+        gap = bacc >= 0 ? sprintf("%+.2f", 100 * (mean - bacc)) : "n/a"
+        red = base > 0 ? sprintf("x%.1f", base / (up[k] + down[k])) : "n/a"
+        printf "| %s | %s | %s | %s | %d | %d | %s | %.0f |\n", k, seedl[k], acc, gap, up[k], down[k], red, secs[k] / n[k]
+      }
+    }' "$1"
+}
