@@ -9,6 +9,7 @@
 #include <asio.hpp>
 #include <asio/ssl.hpp>
 #include <atomic>
+#include <deque>
 #include <iterator>
 #include <list>
 #include <map>
@@ -588,7 +589,7 @@ std::uint64_t Server::replays() const { return impl_->replays.load(); }
 // ---------------------------------------------------------------- client
 
 struct Client::Impl {
-  explicit Impl(ClientOptions o) : opts(std::move(o)), shaper(opts.link) {
+  explicit Impl(ClientOptions o) : opts(std::move(o)), shaper(std::make_unique<LinkShaper>(opts.link)) {
     ssl = make_tls_context(opts.tls, false);
     stream.progress = [this] { watch.progress(clock().now()); };
     std::random_device rd;
@@ -608,7 +609,19 @@ struct Client::Impl {
   std::uint64_t reconnects = 0;
   std::uint64_t working = 0;
   BandwidthEstimator bw;
-  LinkShaper shaper;
+  std::unique_ptr<LinkShaper> shaper;  // replaced by set_link
+  // When the emulated line has serialised every byte written so far, at the
+  // link's rate (no bucket credit): the end of a frame's time on the link.
+  TimePoint line_free{};
+  struct Posted {
+    std::uint64_t id;
+    TimePoint at;  // when its write began
+    std::uint64_t bytes;
+  };
+  std::deque<Posted> outstanding;  // posted and not yet collected, oldest first
+  BandwidthEstimator acked;        // bytes per second of acknowledged posts
+  TimePoint last_ack{};
+  std::uint64_t last_frame_bytes = 0;  // of the latest write_frame
   ProgressWatch watch;
   std::string overdue_what;  // the hard deadline of the current watch, for messages
 
@@ -720,10 +733,11 @@ struct Client::Impl {
     EncodedFrame f = encode_frame(m, id);
     const auto buffers = frame_buffers(f);
     const std::uint64_t total = f.total_bytes();
+    last_frame_bytes = total;
     const auto t0 = clock().now();
     for (std::uint64_t off = 0; off < total;) {
-      const std::uint64_t n = burst(shaper, opts.link, total - off);
-      if (shaper.enabled()) std::this_thread::sleep_for(clock().until(shaper.schedule(n, t0)));
+      const std::uint64_t n = burst(*shaper, opts.link, total - off);
+      if (shaper->enabled()) std::this_thread::sleep_for(clock().until(shaper->schedule(n, t0)));
       auto ec = run_watched(
           [&](auto& res) {
             stream.async_write(slice(buffers, off, n), [&](std::error_code e, std::size_t) { res = e; });
@@ -732,7 +746,21 @@ struct Client::Impl {
       if (ec) return ec;
       off += n;
     }
-    bw.record(total, std::chrono::duration<double>(clock().now() - t0).count());
+    // The pacing above lets the last burst go as soon as the bucket has room
+    // for it, so the write returns up to one burst's link time early (a frame
+    // under one burst: at loopback speed), and a frame written while earlier
+    // ones still drain starts before the link can carry it. The frame holds
+    // the emulated link from when the link is free for it until its last byte
+    // is serialised at the link's rate, or until the socket took it, if later.
+    auto start = t0, done = clock().now();
+    if (opts.link.rate_bits_per_s > 0) {
+      const auto link_time = std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(8.0 * static_cast<double>(total) / opts.link.rate_bits_per_s));
+      start = std::max(t0, line_free);
+      line_free = start + link_time;
+      done = std::max(done, line_free);
+    }
+    bw.record(total, std::chrono::duration<double>(done - start).count());
     return {};
   }
 
@@ -794,7 +822,41 @@ struct Client::Impl {
     return *w;
   }
 
+  // Opens a connection and, unless `is_hello`, resumes the session on it by
+  // re-sending the kept Hello.
+  std::error_code open_session(bool is_hello, std::string& why) {
+    auto ec = open(why);
+    if (ec || !hello || is_hello) return ec;
+    Message hm;
+    hm.body = *hello;
+    Message wr;
+    ec = exchange(hm, ++next_id, wr, why);
+    if (auto* e = wr.as<ErrorInfo>(); !ec && e) ec = refused(*e, why);
+    if (ec) {
+      drop();
+      return ec;
+    }
+    welcome = expect_welcome(wr);
+    return {};
+  }
+
+  std::string peer_name() const { return opts.host + ":" + std::to_string(opts.port); }
+
+  // A failure with posted requests outstanding: no retry (the server may have
+  // applied some of them), the connection is dropped and the caller told how
+  // many were lost.
+  [[noreturn]] void fail_posted(std::error_code ec, const char* what, const std::string& why) {
+    const auto lost = outstanding.size();
+    drop();
+    outstanding.clear();
+    throw TransportError(ec, std::string(what) + " " + peer_name() + " failed: " + (why.empty() ? ec.message() : why) +
+                                 "; " + std::to_string(lost) + " posted request(s) lost");
+  }
+
   Message request_with_retry(const Message& m, std::uint64_t id, bool is_hello) {
+    if (!outstanding.empty())
+      throw std::logic_error("request() with " + std::to_string(outstanding.size()) +
+                             " posted request(s) outstanding: collect() them first");
     Millis backoff = opts.backoff_initial;
     std::string why;
     std::error_code ec;
@@ -805,21 +867,9 @@ struct Client::Impl {
         ++reconnects;
       }
       if (!connected) {
-        ec = open(why);
+        ec = open_session(is_hello, why);
         if (ec == make_error_code(Errc::insecure_refused)) break;
         if (ec) continue;
-        if (hello && !is_hello) {  // resume the session on the new connection
-          Message hm;
-          hm.body = *hello;
-          Message wr;
-          ec = exchange(hm, ++next_id, wr, why);
-          if (auto* e = wr.as<ErrorInfo>(); !ec && e) ec = refused(*e, why);
-          if (ec) {
-            drop();
-            continue;
-          }
-          welcome = expect_welcome(wr);
-        }
       }
       Message reply;
       ec = exchange(m, id, reply, why);
@@ -862,6 +912,7 @@ Welcome Client::last_welcome() const { return impl_->welcome; }
 Message Client::request(Message m) { return impl_->request_with_retry(m, ++impl_->next_id, false); }
 
 void Client::close() {
+  impl_->outstanding.clear();
   if (!impl_->connected) return;
   Message g;
   g.body = Goodbye{"client closed"};
@@ -872,7 +923,70 @@ void Client::close() {
   impl_->drop();
 }
 
+std::uint64_t Client::post(Message m) {
+  auto& c = *impl_;
+  const auto window = static_cast<std::size_t>(std::max(1, c.opts.max_in_flight));
+  if (c.outstanding.size() >= window)
+    throw std::logic_error("post(): " + std::to_string(c.outstanding.size()) +
+                           " request(s) already in flight, the max_in_flight window; collect() one first");
+  std::string why;
+  std::error_code ec;
+  if (!c.connected) ec = c.open_session(false, why);
+  const std::uint64_t id = ++c.next_id;
+  const auto began = c.clock().now();
+  if (!ec) {
+    c.watch_for(c.opts.stall_timeout, c.opts.request_timeout, "request_timeout");
+    ec = c.write_frame(m, id, why);
+    c.watch.stop();
+  }
+  if (ec) c.fail_posted(ec, "post to", why);
+  c.outstanding.push_back({id, began, c.last_frame_bytes});
+  return id;
+}
+
+Message Client::collect() {
+  auto& c = *impl_;
+  if (c.outstanding.empty()) throw std::logic_error("collect(): no posted request is outstanding");
+  const std::uint64_t id = c.outstanding.front().id;
+  std::string why;
+  Message reply;
+  c.watch_for(c.opts.stall_timeout, c.opts.request_timeout, "request_timeout");
+  std::error_code ec;
+  while (!(ec = c.read_frame(reply, why)) && reply.as<Working>()) ++c.working;  // a posted request is being handled
+  c.watch.stop();
+  auto* e = reply.as<ErrorInfo>();
+  if (!ec && reply.request_id != id && !(e && reply.request_id == 0)) {
+    why = "reply id " + std::to_string(reply.request_id) + " where " + std::to_string(id) + " was expected";
+    ec = make_error_code(Errc::malformed_metadata);
+  }
+  if (!ec && e && reply.request_id == 0) {  // the server refused the connection and closes it
+    why = "server error " + std::to_string(e->code) + ": " + e->text;
+    ec = make_error_code(Errc::peer_error);
+  }
+  if (ec) c.fail_posted(ec, "collect from", why);
+  // A frame's delivery time: from its write, or from the previous
+  // acknowledgement if that came later (it queued behind earlier frames),
+  // until its own acknowledgement.
+  const auto now = c.clock().now();
+  const auto& done = c.outstanding.front();
+  c.acked.record(done.bytes, std::chrono::duration<double>(now - std::max(done.at, c.last_ack)).count());
+  c.last_ack = now;
+  c.outstanding.pop_front();
+  if (e)
+    throw TransportError(make_error_code(Errc::peer_error), "server error " + std::to_string(e->code) + ": " + e->text,
+                         e->code, e->text);
+  return reply;
+}
+
+std::size_t Client::in_flight() const { return impl_->outstanding.size(); }
+
+void Client::set_link(LinkOptions link) {
+  impl_->opts.link = link;
+  impl_->shaper = std::make_unique<LinkShaper>(link);
+}
+
 const BandwidthEstimator& Client::bandwidth() const { return impl_->bw; }
+const BandwidthEstimator& Client::acked_bandwidth() const { return impl_->acked; }
 std::uint64_t Client::reconnects() const { return impl_->reconnects; }
 std::uint64_t Client::working_notices() const {
   return impl_->working;

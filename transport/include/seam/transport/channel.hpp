@@ -104,6 +104,7 @@ struct ClientOptions {
   Millis backoff_initial{50};
   Millis backoff_max{5000};
   LinkOptions link;  // optional emulated link on requests, paced in bursts of link.burst_bytes
+  int max_in_flight = 1;  // post(): requests that may await their replies at once
   // The clock of the timeouts, the backoff and the shaper; null = steady_clock(). Must outlive the client.
   const Clock* clock = nullptr;
 };
@@ -133,8 +134,40 @@ class Client {
   // the Hello of a reconnect) throws TransportError (peer_error) carrying the
   // server's code and text (peer_code(), peer_text()).
   Message request(Message m);
+
+  // Several frames in flight on one connection (pipelined stages). post()
+  // writes a request and returns its id without waiting for the reply;
+  // collect() returns the reply to the oldest request posted and not yet
+  // collected. The server answers a connection's requests one at a time, in
+  // order, and reads the next only once it has answered, so replies come back
+  // in posting order and a busy handler holds the sender back through TCP
+  // (backpressure). At most max_in_flight requests are outstanding: post() on
+  // a full window throws std::logic_error, as does request() while any are.
+  // No automatic retry here (the server may have handled some of them): a
+  // broken or stalled connection throws TransportError naming the peer and
+  // the number of posted requests lost; the next post() reconnects and
+  // re-sends the Hello. An Error reply throws like request()'s, and the
+  // requests behind it stay outstanding.
+  std::uint64_t post(Message m);
+  Message collect();
+  std::size_t in_flight() const;
+  // Replaces the emulated link from the next frame on (a benchmark or test
+  // whose link rate changes during a run).
+  void set_link(LinkOptions link);
+
   void close();  // sends Goodbye when connected
+  // Bytes per second of the frames sent. With an emulated link, each frame is
+  // timed from when the link is free for it (after the frames before it) until
+  // its last byte is serialised at the link's rate, or until the socket took
+  // it if that is later; without one, from the write's start until the socket
+  // took the frame.
   const BandwidthEstimator& bandwidth() const;
+  // Bytes per second of posted frames as their replies come back: each timed
+  // from its write (or the previous reply, if later: it queued behind the
+  // frames before it) to its own reply. On a real link this is the sender's
+  // view of the link once the frames queue; it also counts the peer's time to
+  // answer, so a peer that is itself held back lowers it.
+  const BandwidthEstimator& acked_bandwidth() const;
   std::uint64_t reconnects() const;       // automatic reconnects so far
   std::uint64_t working_notices() const;  // Working notices received so far
 
