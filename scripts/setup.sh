@@ -19,6 +19,8 @@ PACKAGES=(
   python3 python3-torch python3-numpy
   # the Python edge module (pybind11 against Debian's python3-torch)
   python3-dev pybind11-dev
+  # JSON lines (seam-edge's metrics log); `script` (util-linux) for the progress test
+  nlohmann-json3-dev util-linux
   # real data
   dataset-fashion-mnist fortunes fortunes-min fortunes-de fortunes-es fortunes-it
   # certificates, peer tool, link emulation
