@@ -85,8 +85,8 @@ JobDef read_job_file(const std::string& path) {
   if (j.name.empty() || j.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
                             std::string::npos)
     refuse(path, "a job name (the file name) may hold only letters, digits, '-', '_' and '.'");
-  if (j.policy != "per-client")
-    refuse(path, "policy '" + j.policy + "': this server trains per-client jobs only (shared is not implemented yet)");
+  if (j.policy != "per-client" && j.policy != "shared")
+    refuse(path, "policy '" + j.policy + "': expected per-client (each client trains its own cloud half) or shared (one cloud half for every client)");
   if (j.allow.empty()) refuse(path, "no 'allow' line: name the certificate subjects that may join, e.g. allow = CN=edge-1");
   if (j.spec.model.classes <= 0) {
     if (task.empty()) refuse(path, "give 'classes' or a 'task' to take them from");
@@ -140,8 +140,9 @@ Service::Service(ServiceOptions o) : opts_(std::move(o)) {
     ss::SessionOptions so;
     so.checkpoint_every = job.def.checkpoint_every;
     so.keep_checkpoints = job.def.keep_checkpoints;
-    job.sessions = std::make_unique<ss::CloudSessions>(std::move(prepared),
-                                                       (fs::path(opts_.state_dir) / job.def.name / "sessions").string(), so);
+    job.sessions = std::make_unique<ss::CloudSessions>(
+        std::move(prepared), (fs::path(opts_.state_dir) / job.def.name / "sessions").string(), so,
+        job.def.policy == "shared");
     jobs_.emplace(job.def.name, std::move(job));
   }
 }
@@ -170,20 +171,36 @@ std::vector<std::string> Service::jobs() const {
 
 ss::CloudSessions& Service::sessions(const std::string& job) { return *jobs_.at(job).sessions; }
 
+// The job a Hello or Fetch names, if it exists and the client's certificate
+// subject is on its list; otherwise `refusal` says why.
+const Service::Job* Service::admit(const st::PeerInfo& peer, const std::string& job, const char* what,
+                                   st::Message& refusal) const {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) {
+    std::map<std::string, std::string> served;
+    for (const auto& [n, j] : jobs_) served[n];
+    refusal = ss::error_message(ss::SessionErrc::unknown_job, std::string(what) + " refused: job '" + job +
+                                                                  "' is not served here (jobs: " + names(served) + ")");
+    return nullptr;
+  }
+  const auto& allow = it->second.def.allow;
+  if (std::find(allow.begin(), allow.end(), peer.identity) == allow.end()) {
+    refusal = ss::error_message(ss::SessionErrc::not_allowed, std::string(what) + " refused: '" + peer.identity +
+                                                                  "' may not join job '" + job + "'");
+    return nullptr;
+  }
+  return &it->second;
+}
+
 st::Message Service::handle(const st::PeerInfo& peer, st::Message&& m) {
   std::string name;
+  st::Message refusal;
+  if (const auto* f = m.as<st::Fetch>()) {  // no session: the job's list decides
+    const Job* j = admit(peer, f->job, "fetch", refusal);
+    return j ? ss::serve_fetch(j->sessions->job(), *f) : refusal;
+  }
   if (const auto* h = m.as<st::Hello>()) {
-    auto it = jobs_.find(h->job);
-    if (it == jobs_.end()) {
-      std::map<std::string, std::string> served;
-      for (const auto& [n, j] : jobs_) served[n];
-      return ss::error_message(ss::SessionErrc::unknown_job,
-                               "hello refused: job '" + h->job + "' is not served here (jobs: " + names(served) + ")");
-    }
-    const auto& allow = it->second.def.allow;
-    if (std::find(allow.begin(), allow.end(), peer.identity) == allow.end())
-      return ss::error_message(ss::SessionErrc::not_allowed,
-                               "hello refused: '" + peer.identity + "' may not join job '" + h->job + "'");
+    if (!admit(peer, h->job, "hello", refusal)) return refusal;
     name = h->job;
   } else {
     std::lock_guard<std::mutex> l(mu_);

@@ -1,4 +1,9 @@
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
 #include <filesystem>
+
+#include "seam/compression/codec.hpp"
 
 #include "seam/session/session.hpp"
 #include "state_store.hpp"
@@ -21,12 +26,43 @@ CloudSession::CloudSession(t::ModelHalf& cloud, const PreparedJob& job, SessionO
   init(std::move(o));
 }
 
+CloudSession::CloudSession(SharedCloud& shared, const PreparedJob& job, SessionOptions o)
+    : job_(job), half_(&shared.half()), shared_(&shared) {
+  init(std::move(o));
+}
+
+// ---------------------------------------------------------------- shared half
+
+struct SharedCloud::Store : detail::StateStore {
+  using detail::StateStore::StateStore;
+};
+
+SharedCloud::SharedCloud(const PreparedJob& job, const std::string& state_dir, int keep)
+    : half_(std::make_unique<t::ModelHalf>(load_cloud_half(job))),
+      state_(std::make_unique<t::HalfState>(*half_, job.spec.half)),
+      store_(std::make_unique<Store>(state_dir, keep, false, &job.spec.model, job.fingerprint)) {
+  if (store_->enabled()) {
+    auto all = store_->steps();
+    if (!all.empty()) store_->load(all.back(), *state_);
+  }
+}
+
+SharedCloud::~SharedCloud() = default;
+
+std::uint64_t SharedCloud::steps() const { return state_->steps_done(); }
+
+std::string SharedCloud::save() {
+  std::lock_guard<std::mutex> g(compute_);
+  if (!store_->enabled() || state_->steps_done() == 0) return "";
+  return store_->save(*state_);
+}
+
 CloudSession::~CloudSession() = default;
 
 void CloudSession::init(SessionOptions o) {
   spec_ = step_spec(job_.spec.model, job_.spec.half);
   job_every_ = o.checkpoint_every;
-  trainer_ = std::make_unique<t::CloudTrainer>(*half_, job_.spec.half);
+  trainer_ = std::make_unique<t::CloudTrainer>(*half_, job_.spec.half, shared_ ? &shared_->state() : nullptr);
   detail::place_delta_buffers(trainer_->state(), o.delta_ram_limit_bytes, o.state_dir);
   store_ = std::make_unique<Store>(o.state_dir, o.keep_checkpoints, false, &job_.spec.model, job_.fingerprint);
   if (store_->enabled()) {
@@ -47,6 +83,8 @@ st::Message CloudSession::handle(st::Message m) {
     if (auto* h = m.as<st::Hello>()) return on_hello(*h);
     if (m.as<st::Forward>()) return on_forward(std::move(m));
     if (auto* c = m.as<st::Checkpoint>()) return on_checkpoint(*c);
+    if (m.as<st::Infer>()) return on_infer(std::move(m));
+    if (auto* f = m.as<st::Fetch>()) return serve_fetch(job_, *f);
     return error_message(SessionErrc::bad_field, std::string("a session does not take ") + st::to_string(m.type()) + " messages");
   } catch (const SessionError& e) {
     return error_message(e.code(), e.what());
@@ -128,7 +166,10 @@ st::Message CloudSession::on_forward(st::Message&& m) {
   l.unlock();
   st::Message reply;
   try {
+    std::unique_lock<std::mutex> compute;  // a shared half: one step at a time, in arrival order
+    if (shared_) compute = std::unique_lock<std::mutex>(shared_->compute());
     reply = backward_message(trainer_->step(r));
+    compute = {};
     ++applied_;
     if (after_apply) after_apply(s);
   } catch (...) {
@@ -161,9 +202,35 @@ st::Message CloudSession::on_checkpoint(const st::Checkpoint& c) {
   st::CheckpointAck ack;
   ack.step_id = c.step_id;
   ack.path = store_->save(trainer_->state());
+  if (shared_) shared_->save();
   st::Message out;
   out.body = ack;
   return out;
+}
+
+st::Message CloudSession::on_infer(st::Message&& m) {
+  const InferRequest r = parse_infer(std::move(m), spec_);
+  compression::CodecContext ctx(job_.spec.half.seed);  // fresh: the session's codec state stays as it is
+  at::Tensor a = compression::decode_message(r.activations.data(), r.activations.size(), ctx).to(at::kFloat);
+  if (!at::isfinite(a).all().item<bool>())
+    throw SessionError(SessionErrc::bad_field, "infer batch " + std::to_string(r.batch_id) +
+                                                   ": field 'activations': values that are not finite (NaN or Inf)");
+  // The half is this session's: a step of the session waits, and so do we.
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return !running_; });
+  at::Tensor logits;
+  {
+    std::unique_lock<std::mutex> compute;
+    if (shared_) compute = std::unique_lock<std::mutex>(shared_->compute());
+    torch::NoGradGuard ng;
+    detail::EvalMode eval(*half_);
+    logits = half_->forward(a, t::BatchContext{r.mask, r.batch});
+  }
+  if (logits.size(0) != r.batch)
+    throw SessionError(SessionErrc::bad_field, "infer batch " + std::to_string(r.batch_id) + ": the activation gives " +
+                                                   std::to_string(logits.size(0)) + " rows for a batch of " +
+                                                   std::to_string(r.batch));
+  return infer_reply_message(r.batch_id, r.output == InferOutput::classes ? logits.argmax(-1) : logits, r.output);
 }
 
 std::string CloudSession::save_now() {
@@ -175,8 +242,15 @@ std::string CloudSession::save_now() {
 
 // ---------------------------------------------------------------- registry
 
-CloudSessions::CloudSessions(PreparedJob job, std::string root_dir, SessionOptions base)
-    : job_(std::move(job)), root_(std::move(root_dir)), base_(std::move(base)) {}
+CloudSessions::CloudSessions(PreparedJob job, std::string root_dir, SessionOptions base, bool shared)
+    : job_(std::move(job)), root_(std::move(root_dir)), base_(std::move(base)) {
+  if (shared) shared_ = std::make_unique<SharedCloud>(job_, root_.empty() ? "" : root_ + "/shared", base_.keep_checkpoints);
+}
+
+CloudSessions::~CloudSessions() {
+  std::lock_guard<std::mutex> l(mu_);
+  sessions_.clear();  // before the shared half they point to
+}
 
 st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
   if (peer.session_key.empty())
@@ -200,7 +274,7 @@ st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
       SessionOptions o = base_;
       o.state_dir = root_.empty() ? "" : root_ + "/" + sha256_hex(peer.session_key).substr(0, 24);
       try {
-        s = std::make_shared<CloudSession>(job_, o);
+        s = shared_ ? std::make_shared<CloudSession>(*shared_, job_, o) : std::make_shared<CloudSession>(job_, o);
       } catch (const std::exception& e) {
         return error_message(SessionErrc::handler_failed, std::string("cannot open the session: ") + e.what());
       }
@@ -219,6 +293,7 @@ std::size_t CloudSessions::save_all() {
   }
   std::size_t saved = 0;
   for (auto& s : all) saved += s->save_now().empty() ? 0 : 1;
+  if (shared_) saved += shared_->save().empty() ? 0 : 1;
   return saved;
 }
 

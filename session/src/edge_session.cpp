@@ -1,6 +1,9 @@
 #include <filesystem>
 #include <random>
 
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
 #include "seam/compression/codec.hpp"
 
 #include "seam/session/session.hpp"
@@ -118,6 +121,41 @@ std::optional<t::StepMetrics> EdgeSession::train_step(SessionLink& link, const t
     }
   }
   return m;
+}
+
+at::Tensor EdgeSession::infer(SessionLink& link, const t::TaskBatch& b, InferOutput out) {
+  if (!b.x.defined() || b.x.dim() < 1 || b.x.size(0) < 1) throw std::invalid_argument("infer: empty batch");
+  at::Tensor a;
+  {
+    torch::NoGradGuard ng;
+    detail::EvalMode eval(*half_);
+    a = half_->forward(b.x, t::BatchContext{b.mask, b.x.size(0)});
+  }
+  compression::CodecContext ctx(job_.spec.half.seed);  // fresh: inference touches no session state
+  InferRequest r;
+  r.batch_id = ++infer_batches_;
+  r.batch = b.x.size(0);
+  r.mask = b.mask;
+  r.output = out;
+  r.activations = compression::make_codec(infer_codec(job_.spec.half.up_codec))->encode(a, ctx);
+  return link.infer(r);
+}
+
+double EdgeSession::evaluate(SessionLink& link, const t::Task& task, t::Split s, std::int64_t batch, std::size_t limit) {
+  if (batch < 1) throw std::invalid_argument("evaluate: batch must be at least 1");
+  std::size_t n = task.size(s);
+  if (limit) n = std::min(n, limit);
+  double correct = 0, counted = 0;
+  const std::string& kind = job_.spec.half.task;
+  for (std::size_t i = 0; i < n; i += static_cast<std::size_t>(batch)) {
+    std::vector<std::int64_t> idx;
+    for (std::size_t j = i; j < std::min(n, i + static_cast<std::size_t>(batch)); ++j) idx.push_back(static_cast<std::int64_t>(j));
+    const auto b = task.batch(s, idx);
+    const at::Tensor logits = infer(link, b, InferOutput::logits);
+    correct += t::task_correct(kind, logits, b.labels);
+    counted += kind == "classify" ? static_cast<double>(idx.size()) : b.labels.ne(-100).sum().item<double>();
+  }
+  return counted > 0 ? correct / counted : 0.0;
 }
 
 }  // namespace seam::session

@@ -12,6 +12,7 @@
 
 #include "seam/compression/codec.hpp"
 #include "seam/session/protocol.hpp"
+#include "seam/session/session.hpp"
 #include "seam/training/checkpoint.hpp"
 #include "state_store.hpp"
 
@@ -278,9 +279,11 @@ void prepare_job(const JobSpec& j, const std::string& dir) {
 PreparedJob load_job(const std::string& dir) {
   if (!fs::is_directory(dir)) throw std::runtime_error("job folder '" + dir + "' does not exist (run prepare first)");
   auto man = parse_lines(detail::read_file(dir + "/manifest"), dir + "/manifest");
+  const bool has_cloud = fs::exists(dir + "/cloud_init.pt");
   for (const char* f : {"job.conf", "edge_init.pt", "cloud_init.pt"}) {
     auto it = man.find(std::string("sha256.") + f);
     if (it == man.end()) throw std::runtime_error(dir + "/manifest: no hash for '" + f + "'");
+    if (!has_cloud && std::string(f) == "cloud_init.pt") continue;  // an edge's copy
     if (file_sha256(dir + "/" + f) != it->second)
       throw std::runtime_error("job file '" + dir + "/" + f + "' does not match its manifest hash (changed or damaged)");
   }
@@ -288,6 +291,7 @@ PreparedJob load_job(const std::string& dir) {
   p.spec = job_from_string(detail::read_file(dir + "/job.conf"));
   check_job(p.spec);
   p.dir = dir;
+  p.has_cloud = has_cloud;
   p.edge_weights_sha256 = man.count("edge_weights_sha256") ? man["edge_weights_sha256"] : "";
   if (p.edge_weights_sha256.empty()) throw std::runtime_error(dir + "/manifest: no edge_weights_sha256");
   p.fields = job_fields(p.spec, p.edge_weights_sha256);
@@ -297,6 +301,8 @@ PreparedJob load_job(const std::string& dir) {
 
 namespace {
 t::ModelHalf load_half(const PreparedJob& j, bool edge) {
+  if (!edge && !j.has_cloud)
+    throw std::runtime_error("job '" + j.dir + "' has no cloud half (an edge's copy of the job)");
   auto sm = t::build_split_model(j.spec.model, "", /*derive=*/false);
   t::ModelHalf half = std::move(edge ? sm.edge : sm.cloud);
   t::CheckpointParts parts;
@@ -312,5 +318,100 @@ t::ModelHalf load_half(const PreparedJob& j, bool edge) {
 
 t::ModelHalf load_edge_half(const PreparedJob& j) { return load_half(j, true); }
 t::ModelHalf load_cloud_half(const PreparedJob& j) { return load_half(j, false); }
+
+}  // namespace seam::session
+
+// ---------------------------------------------------------------- download
+
+namespace seam::session {
+
+namespace {
+bool offered(const std::string& file) {
+  for (const char* f : kEdgeJobFiles)
+    if (file == f) return true;
+  return false;
+}
+}  // namespace
+
+transport::Message serve_fetch(const PreparedJob& job, const transport::Fetch& f) {
+  if (!offered(f.file))
+    return error_message(SessionErrc::bad_field, "fetch: file '" + f.file +
+                                                     "' is not offered (an edge may fetch manifest, job.conf, edge_init.pt)");
+  const std::string path = job.dir + "/" + f.file;
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return error_message(SessionErrc::handler_failed, "fetch: cannot read the job's " + f.file);
+  const auto total = static_cast<std::uint64_t>(in.tellg());
+  if (f.offset > total)
+    return error_message(SessionErrc::bad_field, "fetch: offset " + std::to_string(f.offset) + " is past the end of " +
+                                                     f.file + " (" + std::to_string(total) + " bytes)");
+  const std::uint32_t cap = f.max_bytes == 0 ? kFetchChunkBytes : std::min(f.max_bytes, kFetchChunkBytes);
+  const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(cap, total - f.offset));
+  transport::Section s;
+  s.info.name = "data";
+  s.info.dtype = transport::WireDType::u8;
+  s.info.shape = {static_cast<std::int64_t>(n)};
+  s.bytes.resize(n);
+  in.seekg(static_cast<std::streamoff>(f.offset));
+  if (n && !in.read(reinterpret_cast<char*>(s.bytes.data()), static_cast<std::streamsize>(n)))
+    return error_message(SessionErrc::handler_failed, "fetch: reading the job's " + f.file + " failed");
+  transport::Message m;
+  m.body = transport::FetchReply{f.file, f.offset, total};
+  m.sections.push_back(std::move(s));
+  return m;
+}
+
+namespace {
+// One file, chunk by chunk, into `path`; returns its size.
+std::uint64_t fetch_file(SessionLink& link, const std::string& job, const std::string& file, const std::string& path) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw std::runtime_error("fetch: cannot write '" + path + "'");
+  std::uint64_t offset = 0, total = 0;
+  do {
+    transport::Message r = link.fetch(transport::Fetch{job, file, offset, kFetchChunkBytes});
+    throw_if_error(r);
+    const auto* rep = r.as<transport::FetchReply>();
+    if (!rep) throw std::runtime_error(std::string("fetch: expected a fetch reply, got ") + transport::to_string(r.type()));
+    if (rep->file != file || rep->offset != offset || r.sections.size() != 1 || r.sections[0].info.name != "data")
+      throw std::runtime_error("fetch: the reply for " + file + " at offset " + std::to_string(offset) +
+                               " is for another file, offset or has no data section");
+    if (offset > 0 && rep->total != total)
+      throw std::runtime_error("fetch: " + file + " changed size during the download");
+    total = rep->total;
+    const auto& data = r.sections[0].bytes;
+    if (data.empty() && offset < total) throw std::runtime_error("fetch: empty chunk of " + file + " before its end");
+    if (data.size() > total - offset) throw std::runtime_error("fetch: chunk of " + file + " runs past its size");
+    out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+    offset += data.size();
+  } while (offset < total);
+  out.flush();
+  if (!out) throw std::runtime_error("fetch: writing '" + path + "' failed");
+  return total;
+}
+}  // namespace
+
+PreparedJob fetch_job(SessionLink& link, const std::string& job_name, const std::string& dir) {
+  if (fs::exists(dir)) throw std::runtime_error("fetch: job folder '" + dir + "' exists; remove it to download again");
+  const std::string tmp = dir + ".part-" + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    fetch_file(link, job_name, "manifest", tmp + "/manifest");
+    const auto man = parse_lines(detail::read_file(tmp + "/manifest"), "fetched manifest");
+    for (const char* f : kEdgeJobFiles) {
+      if (std::string(f) == "manifest") continue;
+      fetch_file(link, job_name, f, tmp + "/" + f);
+      auto it = man.find(std::string("sha256.") + f);
+      if (it == man.end()) throw std::runtime_error("fetch: the manifest has no hash for '" + std::string(f) + "'");
+      if (file_sha256(tmp + "/" + f) != it->second)
+        throw std::runtime_error("fetch: " + std::string(f) + " does not match the manifest's SHA-256 (damaged in transit)");
+    }
+    detail::rename_synced(tmp, dir);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  return load_job(dir);
+}
 
 }  // namespace seam::session

@@ -83,6 +83,14 @@ st::CheckpointAck InProcessLink::checkpoint(std::uint64_t step) {
   return expect<st::CheckpointAck>(round_trip(checkpoint_message(step)), "checkpoint ack");
 }
 
+at::Tensor InProcessLink::infer(const InferRequest& r) { return parse_infer_reply(round_trip(infer_message(r)), r); }
+
+st::Message InProcessLink::fetch(const st::Fetch& f) {
+  st::Message m;
+  m.body = f;
+  return round_trip(m);
+}
+
 // ---------------------------------------------------------------- TLS
 
 TlsLink::TlsLink(st::ClientOptions o) : client_(std::make_unique<st::Client>(std::move(o))) {}
@@ -119,6 +127,14 @@ st::Welcome TlsLink::hello(const st::Hello& h) {
   } catch (const st::TransportError& e) {
     rethrow(e);
   }
+}
+
+at::Tensor TlsLink::infer(const InferRequest& r) { return parse_infer_reply(request(infer_message(r)), r); }
+
+st::Message TlsLink::fetch(const st::Fetch& f) {
+  st::Message m;
+  m.body = f;
+  return request(std::move(m));
 }
 
 st::CheckpointAck TlsLink::checkpoint(std::uint64_t step) {

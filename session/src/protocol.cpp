@@ -246,6 +246,115 @@ training::StepReply parse_backward(const st::Message& m, const StepSpec& spec, s
   return r;
 }
 
+// ---------------------------------------------------------------- infer
+
+std::string infer_codec(const std::string& up_spec) {
+  const std::string canon = sc::make_codec(up_spec)->spec();
+  std::string out;
+  std::size_t at = 0;
+  while (at <= canon.size()) {
+    const std::size_t plus = std::min(canon.find('+', at), canon.size());
+    const std::string stage = canon.substr(at, plus - at);
+    if (stage.substr(0, stage.find(':')) != "delta") out += (out.empty() ? "" : "+") + stage;
+    at = plus + 1;
+  }
+  return sc::make_codec(out.empty() ? "none" : out)->spec();
+}
+
+namespace {
+[[noreturn]] void bad_infer(std::uint64_t id, const std::string& field, const std::string& why) {
+  throw SessionError(SessionErrc::bad_field, "infer batch " + std::to_string(id) + ": field '" + field + "': " + why);
+}
+}  // namespace
+
+st::Message infer_message(const InferRequest& r) {
+  if (r.batch < 1 || r.batch > static_cast<std::int64_t>(st::kMaxBatch))
+    bad_infer(r.batch_id, "batch", std::to_string(r.batch) + " samples; a batch has 1..65536");
+  st::Infer f;
+  f.batch_id = r.batch_id;
+  f.batch = static_cast<std::uint32_t>(r.batch);
+  f.output = r.output;
+  f.mask = compact_mask(r.batch_id, r.mask);
+  if (f.mask.kind != st::MaskKind::none && r.mask.size(0) != r.batch)
+    bad_infer(r.batch_id, "mask", "shape " + shape_str(r.mask.sizes().vec()) + " does not match a batch of " +
+                                      std::to_string(r.batch));
+  st::Message m;
+  m.body = std::move(f);
+  m.sections.push_back(blob_section("activations", r.activations));
+  return m;
+}
+
+InferRequest parse_infer(st::Message&& m, const StepSpec& spec) {
+  const auto* f = m.as<st::Infer>();
+  if (!f) throw SessionError(SessionErrc::bad_field, std::string("expected an infer message, got ") + st::to_string(m.type()));
+  InferRequest r;
+  r.batch_id = f->batch_id;
+  r.batch = f->batch;
+  r.output = f->output;
+  if (r.batch > spec.max_batch)
+    bad_infer(r.batch_id, "batch", std::to_string(r.batch) + " samples; a batch has 1.." + std::to_string(spec.max_batch));
+  std::map<std::string, st::Section*> secs;
+  for (auto& s : m.sections)
+    if (s.info.name != "activations" || !secs.emplace(s.info.name, &s).second)
+      bad_infer(r.batch_id, s.info.name, secs.count(s.info.name) ? "section appears twice" : "unknown section");
+  if (!secs.count("activations")) bad_infer(r.batch_id, "activations", "missing section");
+  auto& a = *secs["activations"];
+  if (a.info.dtype != st::WireDType::u8 || a.info.shape.size() != 1 || !a.info.codec.empty())
+    bad_infer(r.batch_id, "activations", "expected the codec message as a plain u8 section");
+  std::string got;
+  try {
+    got = sc::message_spec(a.bytes.data(), a.bytes.size());
+  } catch (const std::exception& e) {
+    bad_infer(r.batch_id, "activations", std::string("not a codec message: ") + e.what());
+  }
+  if (codec_needs_ids(got))
+    bad_infer(r.batch_id, "activations", "codec '" + got + "' keeps per-sample state; inference takes a stateless codec (" +
+                                             infer_codec(spec.up_codec) + ")");
+  if (f->mask.kind != st::MaskKind::none) {
+    if (spec.max_len > 0 && f->mask.len > spec.max_len)
+      bad_infer(r.batch_id, "mask", "L " + std::to_string(f->mask.len) + " exceeds max_len " + std::to_string(spec.max_len));
+    r.mask = mask_tensor(f->mask, r.batch);
+  }
+  r.activations = std::move(a.bytes);
+  return r;
+}
+
+st::Message infer_reply_message(std::uint64_t batch_id, const at::Tensor& out, st::InferOutput kind) {
+  const bool classes = kind == st::InferOutput::classes;
+  at::Tensor t = (classes ? out.to(at::kLong) : out.to(at::kFloat)).contiguous();
+  st::Section s;
+  s.info.name = classes ? "classes" : "logits";
+  s.info.dtype = classes ? st::WireDType::i64 : st::WireDType::f32;
+  s.info.shape = t.sizes().vec();
+  const auto* p = static_cast<const std::uint8_t*>(t.data_ptr());
+  s.bytes.assign(p, p + t.numel() * t.element_size());
+  st::Message m;
+  m.body = st::InferReply{batch_id};
+  m.sections.push_back(std::move(s));
+  return m;
+}
+
+at::Tensor parse_infer_reply(const st::Message& m, const InferRequest& asked) {
+  throw_if_error(m);
+  const auto* r = m.as<st::InferReply>();
+  if (!r) throw SessionError(SessionErrc::bad_field, std::string("expected an infer reply, got ") + st::to_string(m.type()));
+  if (r->batch_id != asked.batch_id)
+    throw SessionError(SessionErrc::step_order, "reply for infer batch " + std::to_string(r->batch_id) + " to batch " +
+                                                    std::to_string(asked.batch_id));
+  const bool classes = asked.output == st::InferOutput::classes;
+  const char* name = classes ? "classes" : "logits";
+  if (m.sections.size() != 1 || m.sections[0].info.name != name)
+    bad_infer(asked.batch_id, name, "expected exactly one section '" + std::string(name) + "'");
+  const auto& s = m.sections[0];
+  if (s.info.dtype != (classes ? st::WireDType::i64 : st::WireDType::f32) || s.info.shape.empty() ||
+      s.info.shape[0] != asked.batch)
+    bad_infer(asked.batch_id, name, "shape " + shape_str(s.info.shape) + " or dtype does not fit a batch of " +
+                                        std::to_string(asked.batch));
+  at::Tensor t = at::empty(s.info.shape, classes ? at::kLong : at::kFloat);
+  if (!s.bytes.empty()) std::memcpy(t.data_ptr(), s.bytes.data(), s.bytes.size());
+  return t;
+}
+
 st::Message error_message(SessionErrc code, const std::string& text) {
   st::Message m;
   m.body = st::ErrorInfo{static_cast<std::uint32_t>(code), text};

@@ -127,8 +127,10 @@ std::string StateStore::save(t::HalfState& st) const {
   try {
     t::CheckpointParts parts;
     parts.config = config_;
-    (edge_ ? parts.edge : parts.cloud) = &st.half();
-    (edge_ ? parts.edge_optim : parts.cloud_optim) = &st.optimizer();
+    if (!st.is_shared()) {  // a shared half is saved by its own store, not by each session
+      (edge_ ? parts.edge : parts.cloud) = &st.half();
+      (edge_ ? parts.edge_optim : parts.cloud_optim) = &st.optimizer();
+    }
     parts.step = static_cast<std::int64_t>(step);
     parts.fingerprint = fingerprint_;
     t::save_checkpoint(tmp + "/half.pt", parts);
@@ -159,8 +161,10 @@ void StateStore::load(std::uint64_t step, t::HalfState& st) const {
   down_probe.load_state(reinterpret_cast<const std::uint8_t*>(down.data()), down.size());
   t::CheckpointParts parts;
   parts.config = config_;
-  (edge_ ? parts.edge : parts.cloud) = &st.half();
-  (edge_ ? parts.edge_optim : parts.cloud_optim) = &st.optimizer();
+  if (!st.is_shared()) {  // a shared half is saved by its own store, not by each session
+    (edge_ ? parts.edge : parts.cloud) = &st.half();
+    (edge_ ? parts.edge_optim : parts.cloud_optim) = &st.optimizer();
+  }
   parts.fingerprint = fingerprint_;
   const auto saved = t::load_checkpoint(d + "/half.pt", parts);
   if (saved != static_cast<std::int64_t>(step))

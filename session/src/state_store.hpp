@@ -4,6 +4,8 @@
 // buffers, optimizer, step), codec-up.bin and codec-down.bin (codec contexts,
 // AC-SGD buffers included). It is written as a temp folder, fsynced, and
 // renamed into place, so a crash leaves either the whole checkpoint or none.
+// A session of a shared cloud half saves no weights or optimizer (half.pt then
+// holds only the step): the half has its own store (SharedCloud).
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,6 +21,18 @@ void rename_synced(const std::string& from, const std::string& to);
 std::string read_file(const std::string& path);
 // AC-SGD buffers: RAM up to `ram_limit`, then spill files in the session's folder.
 void place_delta_buffers(training::HalfState& st, std::size_t ram_limit, const std::string& dir);
+
+// A half in eval mode for the scope's lifetime (inference), back to train mode after.
+class EvalMode {
+ public:
+  explicit EvalMode(training::ModelHalf& h) : h_(h) { h_.train(false); }
+  ~EvalMode() { h_.train(true); }
+  EvalMode(const EvalMode&) = delete;
+  EvalMode& operator=(const EvalMode&) = delete;
+
+ private:
+  training::ModelHalf& h_;
+};
 
 class StateStore {
  public:

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "seam/cloud_server/service.hpp"
 #include "seam/session/links.hpp"
@@ -70,7 +71,7 @@ TEST(CloudJobs, JobFilesAreReadWithSeamTrainNamesAndRefusedByKey) {
   };
   expect(job_text({}, "allow = CN=edge-1\nlearning-rate = 1\n"), "unrecognised option 'learning-rate'");
   expect(job_text(), "no 'allow' line");
-  expect(job_text({{"policy", "shared"}}, "allow = CN=edge-1\n"), "policy 'shared'");
+  expect(job_text({{"policy", "sharde"}}, "allow = CN=edge-1\n"), "policy 'sharde': expected per-client");
   expect(job_text({{"up-codec", "qaunt"}}, "allow = CN=edge-1\n"), "unknown codec stage 'qaunt'");
   expect(job_text({{"split", "9"}}, "allow = CN=edge-1\n"), "split 9 out of range");
   expect(job_text({{"width", "wide"}}, "allow = CN=edge-1\n"), "width");
@@ -258,6 +259,125 @@ TEST(CloudService, AJobThatIsNotPreparedOrDiffersFromItsFileIsRefusedAtStart) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("--client-ca is required"), std::string::npos) << e.what();
   }
+}
+
+// A new device needs only the address, its certificate and its data: it
+// downloads the front half (never the cloud half), checked against the
+// manifest, then trains and runs inference through the service.
+TEST(CloudService, AnEdgeDownloadsTheFrontHalfAndInfersThroughTheService) {
+  Fixture fx;
+  auto job = ss::load_job(sc::prepared_dir(fx.root + "/state", "vit"));
+  sc::Service service(fx.opts());
+  service.start();
+  ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), service.port()));
+
+  const auto fetched = ss::fetch_job(link, "vit", fx.root + "/edge-job");
+  EXPECT_EQ(fetched.fingerprint, job.fingerprint);
+  EXPECT_FALSE(fetched.has_cloud);
+  EXPECT_FALSE(fs::exists(fx.root + "/edge-job/cloud_init.pt"));
+  EXPECT_THROW(ss::load_cloud_half(fetched), std::runtime_error);
+  auto refusal = [&](const std::string& job_name, const std::string& file) {
+    try {
+      ss::throw_if_error(link.fetch(st::Fetch{job_name, file, 0, 0}));
+    } catch (const ss::SessionError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(refusal("vit", "cloud_init.pt").find("file 'cloud_init.pt' is not offered"), std::string::npos);
+  EXPECT_NE(refusal("closed", "manifest").find("fetch refused: 'CN=edge-1' may not join job 'closed'"), std::string::npos);
+  EXPECT_NE(refusal("nope", "manifest").find("fetch refused: job 'nope' is not served here"), std::string::npos);
+  EXPECT_THROW(ss::fetch_job(link, "vit", fx.root + "/edge-job"), std::runtime_error) << "an existing folder is kept";
+
+  ss::EdgeSession edge(fetched, edge_options("vit"));
+  edge.connect(link, "e1");
+  for (std::uint64_t k = 0; k < 2; ++k) ASSERT_TRUE(edge.train_step(link, ss::test::batch_of(k)));
+  auto cloud = service.sessions("vit").find("CN=edge-1|e1|" + std::to_string(edge.nonce()));
+  ASSERT_NE(cloud, nullptr);
+
+  // The same two halves run here, in eval mode, without a codec.
+  const auto b = ss::test::batch_of(100);
+  at::Tensor local;
+  {
+    torch::NoGradGuard ng;
+    edge.half().train(false);
+    cloud->half().train(false);
+    t::BatchContext ctx{{}, b.x.size(0)};
+    local = cloud->half().forward(edge.half().forward(b.x, ctx), ctx);
+    edge.half().train(true);
+    cloud->half().train(true);
+  }
+  const at::Tensor logits = edge.infer(link, b);
+  ASSERT_EQ(logits.sizes(), local.sizes());
+  EXPECT_LE((logits - local).abs().max().item<double>(), 1e-6);
+  EXPECT_TRUE(edge.infer(link, b, ss::InferOutput::classes).equal(local.argmax(1)));
+  EXPECT_EQ(edge.step(), 2u) << "inference is not a step";
+  EXPECT_EQ(cloud->next_step(), 2u);
+
+  // Accuracy through the service equals the local evaluation of both halves.
+  auto task = t::make_task("fashion-mnist");
+  const double remote = edge.evaluate(link, *task, t::Split::test, 50, 200);
+  const double here = t::evaluate(edge.half(), &cloud->half(), *task, t::Split::test, 200, 50);
+  EXPECT_EQ(remote, here);
+  EXPECT_GT(remote, 0.0);
+}
+
+// Vanilla split learning: 4 clients train one shared cloud half while 16
+// clients of a per-client job train their own, all at once.
+TEST(CloudService, FourClientsShareOneCloudHalfWhileSixteenTrainTheirOwn) {
+  Fixture fx;
+  write(fx.root + "/jobs/shared.job", job_text({{"policy", "shared"}, {"seed", "9"}}, "allow = CN=edge-1\n"));
+  sc::prepare(sc::read_job_file(fx.root + "/jobs/shared.job"), fx.root + "/state");
+  auto opts = fx.opts();
+  opts.server.max_connections = 32;
+  sc::Service service(opts);
+  service.start();
+  constexpr int kShared = 4, kOwn = 16;
+  constexpr std::uint64_t kSteps = 8;
+  struct Client {
+    std::string job;
+    std::vector<double> losses;
+    std::string error;
+    std::uint64_t nonce = 0;
+  };
+  std::vector<Client> clients;
+  for (int i = 0; i < kShared + kOwn; ++i) clients.push_back({i < kShared ? "shared" : "vit", {}, {}, 0});
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kShared + kOwn; ++i)
+    threads.emplace_back([&, i] {
+      auto& c = clients[i];
+      try {
+        auto job = ss::load_job(sc::prepared_dir(fx.root + "/state", c.job));
+        ss::EdgeSession edge(job, edge_options(c.job));
+        c.nonce = edge.nonce();
+        ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), service.port()));
+        edge.connect(link, "c" + std::to_string(i));
+        const auto batch = ss::test::batch_of(500 + i);  // each client its own data, learnt by heart
+        while (edge.step() < kSteps) c.losses.push_back(edge.train_step(link, batch)->loss);
+      } catch (const std::exception& e) {
+        c.error = e.what();
+      }
+    });
+  for (auto& th : threads) th.join();
+
+  auto& shared = service.sessions("shared");
+  auto& own = service.sessions("vit");
+  ASSERT_NE(shared.shared(), nullptr);
+  EXPECT_EQ(own.shared(), nullptr);
+  for (int i = 0; i < kShared + kOwn; ++i) {
+    const auto& c = clients[i];
+    ASSERT_EQ(c.error, "") << "client " << i;
+    ASSERT_EQ(c.losses.size(), kSteps) << "client " << i;
+    EXPECT_LT(c.losses.back(), c.losses.front()) << "client " << i << " (" << c.job << "): the loss falls";
+    auto s = (i < kShared ? shared : own).find("CN=edge-1|c" + std::to_string(i) + "|" + std::to_string(c.nonce));
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->applied(), kSteps) << "client " << i << ": every step applied once";
+    EXPECT_EQ(&s->half() == &shared.shared()->half(), i < kShared) << "client " << i;
+  }
+  EXPECT_EQ(shared.size(), static_cast<std::size_t>(kShared));
+  EXPECT_EQ(own.size(), static_cast<std::size_t>(kOwn));
+  EXPECT_EQ(shared.shared()->steps(), kShared * kSteps) << "the shared half applied every client's steps";
+  EXPECT_EQ(own.applied(), kOwn * kSteps);
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ auto tie_of(const Welcome& m) {
 }
 auto tie_of(const Forward& m) { return std::tie(m.step_id, m.sample_ids, m.batch, m.label_len, m.labels, m.mask); }
 auto tie_of(const Backward& m) { return std::tie(m.step_id, m.loss, m.metrics); }
-auto tie_of(const Infer& m) { return std::tie(m.batch_id); }
+auto tie_of(const Infer& m) { return std::tie(m.batch_id, m.batch, m.output, m.mask); }
 auto tie_of(const InferReply& m) { return std::tie(m.batch_id); }
 auto tie_of(const Checkpoint& m) { return std::tie(m.step_id, m.tag); }
 auto tie_of(const CheckpointAck& m) { return std::tie(m.step_id, m.path); }
@@ -36,6 +36,8 @@ auto tie_of(const Pong& m) { return std::tie(m.nonce); }
 auto tie_of(const ErrorInfo& m) { return std::tie(m.code, m.text); }
 auto tie_of(const Goodbye& m) { return std::tie(m.reason); }
 auto tie_of(const Working& m) { return std::tie(m.elapsed_ms); }
+auto tie_of(const Fetch& m) { return std::tie(m.job, m.file, m.offset, m.max_bytes); }
+auto tie_of(const FetchReply& m) { return std::tie(m.file, m.offset, m.total); }
 
 // The number of fields of an aggregate: the most initialisers it accepts. It
 // makes a field added to a body but not to tie_of a compile error.
@@ -81,7 +83,7 @@ TEST(DecodeGate, EveryMessageTypeRoundTripsWithEveryField) {
       Welcome{7, 5, "srv", "sess", 7, true, 25},
       Forward{3, {1, 2}, 2, 3, {0, 1, 2, 3, 4, -100}, StepMask{MaskKind::lengths, 3, {3, 1}, {}}},
       Backward{3, 0.5, {{"acc", 0.9}}},
-      Infer{4},
+      Infer{4, 2, InferOutput::classes, StepMask{MaskKind::bitmap, 5, {}, {0x1f, 0x01}}},
       InferReply{5},
       Checkpoint{5, "tag"},
       CheckpointAck{6, "/x"},
@@ -89,7 +91,9 @@ TEST(DecodeGate, EveryMessageTypeRoundTripsWithEveryField) {
       Pong{7},
       ErrorInfo{1000, "bad"},
       Goodbye{"bye"},
-      Working{1500}};
+      Working{1500},
+      Fetch{"job", "edge_init.pt", 65536, 4096},
+      FetchReply{"edge_init.pt", 65536, 123456}};
   ASSERT_EQ(bodies.size(), kMessageTypeCount);
   for (std::size_t i = 0; i < bodies.size(); ++i) {
     Message m;

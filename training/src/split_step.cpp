@@ -48,10 +48,11 @@ struct HalfState::Codecs {
   std::unique_ptr<sc::Codec> up, down;
 };
 
-HalfState::HalfState(ModelHalf& h, const HalfSettings& s)
+HalfState::HalfState(ModelHalf& h, const HalfSettings& s, HalfState* shared)
     : half_(h),
       settings_(s),
-      opt_(std::make_unique<Optimizer>(h, s.optim)),
+      shared_(shared),
+      opt_(shared ? nullptr : std::make_unique<Optimizer>(h, s.optim)),
       codecs_(new Codecs{sc::make_codec(s.up_codec), sc::make_codec(s.down_codec)}),
       up_ctx_(std::make_unique<sc::CodecContext>(s.seed)),
       down_ctx_(std::make_unique<sc::CodecContext>(s.seed)) {}
@@ -65,7 +66,8 @@ void check_order(const char* who, std::uint64_t got, std::uint64_t expected) {
 }
 }  // namespace
 
-CloudTrainer::CloudTrainer(ModelHalf& cloud, const HalfSettings& s) : impl_(std::make_unique<HalfState>(cloud, s)) {}
+CloudTrainer::CloudTrainer(ModelHalf& cloud, const HalfSettings& s, HalfState* shared)
+    : impl_(std::make_unique<HalfState>(cloud, s, shared)) {}
 CloudTrainer::~CloudTrainer() = default;
 std::uint64_t CloudTrainer::steps_done() const { return impl_->steps_; }
 HalfState& CloudTrainer::state() { return *impl_; }
@@ -85,14 +87,17 @@ StepReply CloudTrainer::step(const StepRequest& r) {
   at::Tensor a = I.codecs_->up->decode(r.activations.data(), r.activations.size(), *I.up_ctx_).to(at::kFloat);
   a = a.detach().requires_grad_(true);
   I.half_.train(true);
-  I.opt_->zero_grad();
+  Optimizer& opt = I.optimizer();
+  opt.zero_grad();
   BatchContext ctx{r.attention_mask, b};
   at::Tensor logits = I.half_.forward(a, ctx);
   at::Tensor loss = task_loss(I.settings_.task, logits, r.labels);
   const double lv = loss.item<double>();
   if (!std::isfinite(lv)) throw std::runtime_error("step " + std::to_string(r.step) + ": loss is not finite");
   loss.backward();
-  I.opt_->step(static_cast<std::int64_t>(r.step));
+  // Shared: the schedule follows the steps applied to the half by every session.
+  opt.step(static_cast<std::int64_t>(I.shared_ ? I.shared_->steps_.load() : r.step));
+  if (I.shared_) ++I.shared_->steps_;
   StepReply rep;
   rep.step = r.step;
   rep.loss = lv;

@@ -236,7 +236,10 @@ void packed(A& ar, std::vector<std::int64_t>& v, std::uint64_t n, const char* wh
   }
 }
 
-[[noreturn]] void bad_forward(const std::string& text) { throw MalformedMetadata("forward: " + text); }
+[[noreturn]] void bad_part(const char* body, const std::string& text) {
+  throw MalformedMetadata(std::string(body) + ": " + text);
+}
+[[noreturn]] void bad_forward(const std::string& text) { bad_part("forward", text); }
 
 template <class A> void body(A& ar, Hello& m) {
   fields(ar, m.protocol_major, m.protocol_minor, m.codec_version, m.client_id, m.job, m.up_codec, m.down_codec, m.seed,
@@ -268,54 +271,59 @@ template <class A> void forward_labels(A& ar, Forward& m) {
   if (n > kMaxPackedValues) bad_forward("labels: " + std::to_string(n) + " values, more than the limit");
   packed(ar, m.labels, n, "forward: labels");
 }
-template <class A> void forward_mask(A& ar, Forward& m) {
-  auto& k = m.mask;
+// A mask for a batch of `batch` rows; label_len 0 or the labels' L.
+template <class A> void mask_part(A& ar, StepMask& k, std::uint32_t batch, std::uint32_t label_len, const char* what) {
   std::uint8_t kind = static_cast<std::uint8_t>(k.kind);
   ar(kind);
   if constexpr (A::is_loading::value) {
-    if (kind > static_cast<std::uint8_t>(MaskKind::bitmap)) bad_forward("mask: unknown kind " + std::to_string(kind));
+    if (kind > static_cast<std::uint8_t>(MaskKind::bitmap)) bad_part(what, "mask: unknown kind " + std::to_string(kind));
     k.kind = static_cast<MaskKind>(kind);
   }
   if (k.kind == MaskKind::none) return;
   field(ar, k.len);
   if constexpr (A::is_loading::value) {
-    if (k.len < 1) bad_forward("mask: L is 0");
-    if (std::uint64_t{m.batch} * k.len > kMaxPackedValues) bad_forward("mask: B x L more than the limit");
-    if (m.label_len != 0 && k.len != m.label_len)
-      bad_forward("mask: L " + std::to_string(k.len) + " differs from the labels' L " + std::to_string(m.label_len));
+    if (k.len < 1) bad_part(what, "mask: L is 0");
+    if (std::uint64_t{batch} * k.len > kMaxPackedValues) bad_part(what, "mask: B x L more than the limit");
+    if (label_len != 0 && k.len != label_len)
+      bad_part(what, "mask: L " + std::to_string(k.len) + " differs from the labels' L " + std::to_string(label_len));
   }
   if (k.kind == MaskKind::lengths) {
-    packed(ar, k.lengths, m.batch, "forward: mask lengths");
+    packed(ar, k.lengths, batch, (std::string(what) + ": mask lengths").c_str());
     if constexpr (A::is_loading::value) {
       for (std::size_t i = 0; i < k.lengths.size(); ++i)
         if (k.lengths[i] < 0 || k.lengths[i] > k.len)
-          bad_forward("mask: length " + std::to_string(k.lengths[i]) + " of sample " + std::to_string(i) +
+          bad_part(what, "mask: length " + std::to_string(k.lengths[i]) + " of sample " + std::to_string(i) +
                       " is outside [0, L=" + std::to_string(k.len) + "]");
     }
     return;
   }
-  const std::size_t nbytes = packed_len(std::uint64_t{m.batch} * k.len, 1);
+  const std::size_t nbytes = packed_len(std::uint64_t{batch} * k.len, 1);
   if constexpr (A::is_loading::value) {
-    need(nbytes, "forward: mask bitmap");
+    need(nbytes, (std::string(what) + ": mask bitmap").c_str());
     k.bitmap.resize(nbytes);
   } else if (k.bitmap.size() != nbytes) {
     throw TransportError(make_error_code(Errc::section_mismatch),
-                         "forward: mask bitmap has " + std::to_string(k.bitmap.size()) + " bytes, B x L needs " +
+                         std::string(what) + ": mask bitmap has " + std::to_string(k.bitmap.size()) + " bytes, B x L needs " +
                              std::to_string(nbytes));
   }
   if (nbytes) ar(cereal::binary_data(k.bitmap.data(), nbytes));
   if constexpr (A::is_loading::value) {
-    const std::uint64_t used = std::uint64_t{m.batch} * k.len;
+    const std::uint64_t used = std::uint64_t{batch} * k.len;
     for (std::uint64_t bit = used; bit < nbytes * 8; ++bit)
-      if ((k.bitmap[bit >> 3] >> (bit & 7)) & 1) bad_forward("mask: nonzero padding bits after the bitmap");
+      if ((k.bitmap[bit >> 3] >> (bit & 7)) & 1) bad_part(what, "mask: nonzero padding bits after the bitmap");
+  }
+}
+template <class A> void forward_mask(A& ar, Forward& m) { mask_part(ar, m.mask, m.batch, m.label_len, "forward"); }
+template <class A> void batch_size(A& ar, std::uint32_t& batch, const char* what) {
+  field(ar, batch);
+  if constexpr (A::is_loading::value) {
+    if (batch < 1 || batch > kMaxBatch)
+      bad_part(what, "batch of " + std::to_string(batch) + "; a batch has 1.." + std::to_string(kMaxBatch) + " samples");
   }
 }
 template <class A> void forward_head(A& ar, Forward& m) {
-  fields(ar, m.step_id, m.batch);
-  if constexpr (A::is_loading::value) {
-    if (m.batch < 1 || m.batch > kMaxBatch)
-      bad_forward("batch of " + std::to_string(m.batch) + "; a batch has 1.." + std::to_string(kMaxBatch) + " samples");
-  }
+  field(ar, m.step_id);
+  batch_size(ar, m.batch, "forward");
 }
 // encode_frame writes these parts itself, to measure them; keep the order in step.
 template <class A> void body(A& ar, Forward& m) {
@@ -325,7 +333,18 @@ template <class A> void body(A& ar, Forward& m) {
   forward_mask(ar, m);
 }
 template <class A> void body(A& ar, Backward& m) { fields(ar, m.step_id, m.loss, m.metrics); }
-template <class A> void body(A& ar, Infer& m) { fields(ar, m.batch_id); }
+template <class A> void body(A& ar, Infer& m) {
+  field(ar, m.batch_id);
+  batch_size(ar, m.batch, "infer");
+  std::uint8_t out = static_cast<std::uint8_t>(m.output);
+  ar(out);
+  if constexpr (A::is_loading::value) {
+    if (out > static_cast<std::uint8_t>(InferOutput::classes))
+      throw MalformedMetadata("infer: unknown output kind " + std::to_string(out));
+    m.output = static_cast<InferOutput>(out);
+  }
+  mask_part(ar, m.mask, m.batch, 0, "infer");
+}
 template <class A> void body(A& ar, InferReply& m) { fields(ar, m.batch_id); }
 template <class A> void body(A& ar, Checkpoint& m) { fields(ar, m.step_id, m.tag); }
 template <class A> void body(A& ar, CheckpointAck& m) { fields(ar, m.step_id, m.path); }
@@ -334,6 +353,8 @@ template <class A> void body(A& ar, Pong& m) { fields(ar, m.nonce); }
 template <class A> void body(A& ar, ErrorInfo& m) { fields(ar, m.code, m.text); }
 template <class A> void body(A& ar, Goodbye& m) { fields(ar, m.reason); }
 template <class A> void body(A& ar, Working& m) { fields(ar, m.elapsed_ms); }
+template <class A> void body(A& ar, Fetch& m) { fields(ar, m.job, m.file, m.offset, m.max_bytes); }
+template <class A> void body(A& ar, FetchReply& m) { fields(ar, m.file, m.offset, m.total); }
 
 // A raw section's byte length follows from its dtype and shape, so only
 // encoded sections (codec non-empty) carry it.
@@ -419,7 +440,7 @@ const char* to_string(MessageType t) {
   // Indexed by the MessageType value.
   static constexpr const char* names[] = {"?", "hello", "welcome", "forward", "backward", "infer", "infer_reply",
                                           "checkpoint", "checkpoint_ack", "ping", "pong", "error", "goodbye",
-                                          "working"};
+                                          "working", "fetch", "fetch_reply"};
   static_assert(std::size(names) == kMessageTypeCount + 1, "one name per message type");
   auto i = static_cast<std::uint16_t>(t);
   return type_known(i) ? names[i] : "unknown";

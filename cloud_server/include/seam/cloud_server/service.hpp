@@ -20,15 +20,15 @@ namespace seam::cloud {
 struct JobDef {
   std::string name;  // the file name without .job
   session::JobSpec spec;
-  std::string policy = "per-client";   // each client session trains its own cloud half
+  std::string policy = "per-client";   // per-client: each session trains its own cloud half; shared: one for all
   std::vector<std::string> allow;      // certificate subjects that may join, e.g. "CN=edge-1"
   std::uint64_t checkpoint_every = 0;  // steps between coordinated checkpoints (0 = none)
   int keep_checkpoints = 3;
 };
 
 // Reads a job file. Refuses, naming the file and the key: unknown keys, bad
-// values, a missing `allow`, a policy other than per-client, a job the
-// session layer refuses (check_job).
+// values, a missing `allow`, a policy other than per-client or shared, a job
+// the session layer refuses (check_job).
 JobDef read_job_file(const std::string& path);
 
 // Where a job's prepared halves live: STATE_DIR/NAME/job.
@@ -60,6 +60,8 @@ class Service {
     JobDef def;
     std::unique_ptr<session::CloudSessions> sessions;
   };
+  const Job* admit(const transport::PeerInfo& peer, const std::string& job, const char* what,
+                   transport::Message& refusal) const;
   ServiceOptions opts_;
   std::map<std::string, Job> jobs_;
   mutable std::mutex mu_;

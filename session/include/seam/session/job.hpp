@@ -38,10 +38,13 @@ struct PreparedJob {
   std::string edge_weights_sha256;  // of the initial edge tensors (names, shapes, bytes)
   std::string fields;               // canonical key=value lines
   std::string fingerprint;          // SHA-256 of `fields`, hex
+  bool has_cloud = false;           // the folder holds the cloud half (a server's copy)
 };
 
 // Reads a prepared job; verifies every file against the manifest
-// (std::runtime_error naming the file otherwise).
+// (std::runtime_error naming the file otherwise). An edge's copy
+// (fetch_job) has no cloud_init.pt: has_cloud is then false and
+// load_cloud_half refuses.
 PreparedJob load_job(const std::string& dir);
 
 // The halves with their prepared initial weights (no SVD, no pretrained load).

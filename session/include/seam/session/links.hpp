@@ -17,6 +17,8 @@ class InProcessLink final : public SessionLink {
   training::LinkStats stats() const override { return stats_; }
   transport::Welcome hello(const transport::Hello& h) override;
   transport::CheckpointAck checkpoint(std::uint64_t step) override;
+  at::Tensor infer(const InferRequest& r) override;
+  transport::Message fetch(const transport::Fetch& f) override;
 
  private:
   transport::Message round_trip(const transport::Message& m);
@@ -36,6 +38,8 @@ class TlsLink final : public SessionLink {
   training::LinkStats stats() const override;
   transport::Welcome hello(const transport::Hello& h) override;
   transport::CheckpointAck checkpoint(std::uint64_t step) override;
+  at::Tensor infer(const InferRequest& r) override;
+  transport::Message fetch(const transport::Fetch& f) override;
   transport::Client& client();
 
  private:

@@ -73,6 +73,29 @@ transport::Message backward_message(const training::StepReply& r);
 // codec spec than the negotiated one.
 training::StepReply parse_backward(const transport::Message& m, const StepSpec& spec, std::uint64_t step);
 
+// Inference on a session (Infer -> InferReply). The activation travels
+// encoded with a stateless codec: the session's up codec without its delta
+// stage (delta keeps per-sample history that an inference batch must not
+// touch), or "none" when nothing is left. The cloud reads the spec from the
+// message's own bytes and refuses a stateful one.
+std::string infer_codec(const std::string& up_spec);
+
+struct InferRequest {
+  std::uint64_t batch_id = 0;
+  std::int64_t batch = 0;
+  at::Tensor mask;  // optional [B, L]
+  transport::InferOutput output = transport::InferOutput::logits;
+  std::vector<std::uint8_t> activations;  // codec message
+};
+transport::Message infer_message(const InferRequest& r);
+// Refuses (bad_field, naming the field): no or extra sections, a stateful
+// codec, a mask longer than max_len. The activation's bytes are moved out.
+InferRequest parse_infer(transport::Message&& m, const StepSpec& spec);
+// `out`: logits (float) or classes (int64), first dimension B.
+transport::Message infer_reply_message(std::uint64_t batch_id, const at::Tensor& out, transport::InferOutput kind);
+// Refuses a reply for another batch, of another kind, or not B rows.
+at::Tensor parse_infer_reply(const transport::Message& m, const InferRequest& asked);
+
 transport::Message error_message(SessionErrc code, const std::string& text);
 // Throws SessionError for an Error message, with its code (codes < 1000 map to handler_failed).
 void throw_if_error(const transport::Message& m);

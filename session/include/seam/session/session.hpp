@@ -41,9 +41,15 @@ struct SessionOptions {
   std::string job_name;  // edge: the job to join at a seam-cloud server (default: the fingerprint's first 16 digits)
 };
 
+using InferOutput = transport::InferOutput;
+
 // What an edge talks to: training::Link plus the session messages.
 class SessionLink : public training::Link {
  public:
+  // Infer -> InferReply on the session (after hello); throws SessionError for an Error reply.
+  virtual at::Tensor infer(const InferRequest& r) = 0;
+  // Fetch -> FetchReply (no session needed); throws SessionError for an Error reply.
+  virtual transport::Message fetch(const transport::Fetch& f) = 0;
   // Hello -> Welcome (throws SessionError for an Error reply).
   virtual transport::Welcome hello(const transport::Hello& h) = 0;
   // Checkpoint -> CheckpointAck; throws SessionError on refusal.
@@ -73,6 +79,14 @@ class EdgeSession {
   // step for its order and the session rolled back: feed the batch of step() next.
   std::optional<training::StepMetrics> train_step(SessionLink& link, const training::TaskBatch& b);
   void rollback_to(std::uint64_t step);  // own checkpoint of exactly that step
+  // Runs the edge half in eval mode on b.x, sends the activation encoded with
+  // infer_codec(up codec) and returns the cloud half's logits ([B, ...],
+  // float) or predicted classes (int64). Changes no state on either side.
+  at::Tensor infer(SessionLink& link, const training::TaskBatch& b, InferOutput out = InferOutput::logits);
+  // Accuracy (classify: per sample; mlm/lm: per labelled token) over the
+  // first `limit` examples of split s (0 = all), in batches of `batch`,
+  // through the cloud's Infer path.
+  double evaluate(SessionLink& link, const training::Task& t, training::Split s, std::int64_t batch, std::size_t limit = 0);
   std::vector<std::uint64_t> checkpoints() const;
 
  private:
@@ -85,18 +99,46 @@ class EdgeSession {
   std::unique_ptr<training::EdgeTrainer> trainer_;
   struct Store;
   std::unique_ptr<Store> store_;
-  std::uint64_t nonce_ = 0, every_ = 0;
+  std::uint64_t nonce_ = 0, every_ = 0, infer_batches_ = 0;
   std::string client_id_;
+};
+
+// The shared policy's cloud half: one half and one optimizer that every
+// session of a job trains, one step at a time, in arrival order (vanilla
+// split learning). Each session keeps its own codec contexts (AC-SGD
+// buffers) and step counter. The half's state (weights, optimizer, steps
+// applied by all sessions) has its own checkpoints, written whenever a
+// session checkpoints and when the server stops; on start it resumes from
+// the newest. A session that rolls back rolls back only its own state: the
+// half keeps what every session taught it.
+class SharedCloud {
+ public:
+  SharedCloud(const PreparedJob& job, const std::string& state_dir, int keep_checkpoints = 3);
+  ~SharedCloud();
+  training::ModelHalf& half() { return *half_; }
+  training::HalfState& state() { return *state_; }
+  std::mutex& compute() { return compute_; }  // held while a step or an inference runs on the half
+  std::uint64_t steps() const;                // applied by every session
+  std::string save();                         // "" without a state folder or before any step
+
+ private:
+  std::unique_ptr<training::ModelHalf> half_;
+  std::unique_ptr<training::HalfState> state_;
+  struct Store;
+  std::unique_ptr<Store> store_;
+  std::mutex compute_;
 };
 
 // One logical session on the cloud: thread-safe, called from server workers.
 class CloudSession {
  public:
+  // A session of a shared half (the shared policy); `shared` outlives it.
+  CloudSession(SharedCloud& shared, const PreparedJob& job, SessionOptions o);
   CloudSession(const PreparedJob& job, SessionOptions o);  // resumes from state_dir's newest checkpoint
   CloudSession(training::ModelHalf& cloud, const PreparedJob& job, SessionOptions o);
   ~CloudSession();
 
-  // Hello, Forward or Checkpoint -> Welcome, Backward, CheckpointAck or Error.
+  // Hello, Forward, Infer or Checkpoint -> Welcome, Backward, InferReply, CheckpointAck or Error.
   // Never throws: every refusal is an Error message with a SessionErrc code.
   // Takes the message by value so a Forward's activations move, not copy.
   transport::Message handle(transport::Message m);
@@ -119,10 +161,12 @@ class CloudSession {
   transport::Message on_hello(const transport::Hello& h);
   transport::Message on_forward(transport::Message&& m);
   transport::Message on_checkpoint(const transport::Checkpoint& c);
+  transport::Message on_infer(transport::Message&& m);
   PreparedJob job_;
   StepSpec spec_;
   std::unique_ptr<training::ModelHalf> owned_;
   training::ModelHalf* half_;
+  SharedCloud* shared_ = nullptr;
   std::unique_ptr<training::CloudTrainer> trainer_;
   struct Store;
   std::unique_ptr<Store> store_;
@@ -137,24 +181,43 @@ class CloudSession {
   std::atomic<std::uint64_t> applied_{0}, replayed_{0}, waiters_{0};
 };
 
+// The files of a prepared job that an edge may download: never the cloud half.
+inline constexpr const char* kEdgeJobFiles[] = {"manifest", "job.conf", "edge_init.pt"};
+inline constexpr std::uint32_t kFetchChunkBytes = 1u << 20;  // the most one FetchReply carries
+
+// Downloads the edge files of job `job_name` into `dir` in chunks, checks
+// each against the downloaded manifest's SHA-256, and returns load_job(dir).
+// Atomic: files land in a temporary folder renamed to `dir` at the end.
+// Refuses when `dir` exists (std::runtime_error).
+PreparedJob fetch_job(SessionLink& link, const std::string& job_name, const std::string& dir);
+// The server's side: a FetchReply with up to min(max_bytes, kFetchChunkBytes)
+// bytes of the named file of the prepared job, or an Error (bad_field) for a
+// file not offered or an offset past the end.
+transport::Message serve_fetch(const PreparedJob& job, const transport::Fetch& f);
+
 // Cloud sessions of one job, keyed by the transport's session key (client
 // identity | client id | nonce); each keeps its checkpoints in its own folder
 // under root_dir, so a restarted server finds them again. Its handle() is a
-// transport::Handler.
+// transport::Handler. Policy: per-client (each session trains its own cloud
+// half) or shared (every session trains one SharedCloud, root_dir/shared).
 class CloudSessions {
  public:
-  CloudSessions(PreparedJob job, std::string root_dir, SessionOptions base = {});
+  CloudSessions(PreparedJob job, std::string root_dir, SessionOptions base = {}, bool shared = false);
+  ~CloudSessions();
+  const PreparedJob& job() const { return job_; }
+  SharedCloud* shared() { return shared_.get(); }  // null for per-client
   transport::Message handle(const transport::PeerInfo& peer, transport::Message&& m);
   std::shared_ptr<CloudSession> find(const std::string& session_key) const;
   std::size_t size() const;
   std::uint64_t applied() const;  // over all sessions
-  std::size_t save_all();         // save_now() on every session; returns how many saved
+  std::size_t save_all();         // save_now() on every session (and the shared half); returns how many saved
   std::function<void(CloudSession&)> on_create;  // tests: hooks on new sessions
 
  private:
   PreparedJob job_;
   std::string root_;
   SessionOptions base_;
+  std::unique_ptr<SharedCloud> shared_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<CloudSession>> sessions_;
 };

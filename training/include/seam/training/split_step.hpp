@@ -73,7 +73,11 @@ struct HalfSettings {
 
 class CloudTrainer {
  public:
-  CloudTrainer(ModelHalf& cloud, const HalfSettings& s);
+  // `shared`: the state of a cloud half that several sessions train together
+  // (the shared policy). Its optimizer makes every update and its step
+  // counter drives the schedule; this trainer keeps only its own codec
+  // contexts and step counter. The caller runs one step at a time on it.
+  CloudTrainer(ModelHalf& cloud, const HalfSettings& s, HalfState* shared = nullptr);
   ~CloudTrainer();
   // Decodes the activations, runs the back half, computes the loss, steps the
   // optimizer and returns the encoded gradient w.r.t. what it received.
@@ -129,11 +133,13 @@ class EdgeTrainer {
 
 class HalfState {
  public:
-  HalfState(ModelHalf& h, const HalfSettings& s);
+  // shared: see CloudTrainer; this state then owns no optimizer.
+  HalfState(ModelHalf& h, const HalfSettings& s, HalfState* shared = nullptr);
   ~HalfState();
   ModelHalf& half() { return half_; }
   const HalfSettings& settings() const { return settings_; }
-  Optimizer& optimizer() { return *opt_; }
+  Optimizer& optimizer() { return shared_ ? shared_->optimizer() : *opt_; }
+  bool is_shared() const { return shared_ != nullptr; }
   compression::CodecContext& up_context() { return *up_ctx_; }      // activations
   compression::CodecContext& down_context() { return *down_ctx_; }  // gradients
   std::uint64_t steps_done() const { return steps_; }
@@ -149,6 +155,7 @@ class HalfState {
   struct Codecs;
   ModelHalf& half_;
   HalfSettings settings_;
+  HalfState* shared_ = nullptr;
   std::unique_ptr<Optimizer> opt_;
   std::unique_ptr<Codecs> codecs_;
   std::unique_ptr<compression::CodecContext> up_ctx_, down_ctx_;

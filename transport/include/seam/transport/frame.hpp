@@ -11,7 +11,7 @@ namespace seam::transport {
 
 inline constexpr std::uint32_t kFrameMagic = 0x4D414553;  // "SEAM" read as LE u32
 inline constexpr std::uint16_t kProtocolMajor = 3;  // 3.0: compact Forward body, varint metadata
-inline constexpr std::uint16_t kProtocolMinor = 0;  // (2.1 added the Working notice; every 3.x peer knows it)
+inline constexpr std::uint16_t kProtocolMinor = 1;  // 3.1: Infer carries a batch, Fetch/FetchReply (2.1 added the Working notice; every 3.x peer knows it)
 inline constexpr std::size_t kFrameHeaderSize = 32;
 
 struct FrameHeader {

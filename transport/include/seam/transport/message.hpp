@@ -30,7 +30,9 @@ enum class MessageType : std::uint16_t {
   pong = 10,
   error = 11,
   goodbye = 12,
-  working = 13,  // since 2.1
+  working = 13,      // since 2.1
+  fetch = 14,        // since 3.1
+  fetch_reply = 15,  // since 3.1
 };
 const char* to_string(MessageType t);
 
@@ -124,11 +126,21 @@ struct Backward {
   std::map<std::string, double> metrics;
 };
 
+// What an Infer asks back: the logits, or the predicted class per sample.
+enum class InferOutput : std::uint8_t { logits = 0, classes = 1 };
+
+// An inference batch on a session (since 3.1): the encoded activation is
+// section "activations" (a stateless codec message); the mask travels as in
+// Forward. The gate checks 1 <= batch <= kMaxBatch and the mask's structure.
 struct Infer {
   static constexpr MessageType kType = MessageType::infer;
   std::uint64_t batch_id = 0;
+  std::uint32_t batch = 0;
+  InferOutput output = InferOutput::logits;
+  StepMask mask;
 };
 
+// Section "logits" (f32 [B, ...]) or "classes" (i64 [B, ...]).
 struct InferReply {
   static constexpr MessageType kType = MessageType::infer_reply;
   std::uint64_t batch_id = 0;
@@ -181,8 +193,27 @@ constexpr bool knows_working(std::uint16_t major, std::uint16_t minor) {
   return major > 2 || (major == 2 && minor >= 1);
 }
 
+// One chunk of a prepared job's edge files (since 3.1): `file` is one of the
+// names the server offers (manifest, job.conf, edge_init.pt); the reply's
+// section "data" holds up to max_bytes bytes from `offset`. No session is
+// needed: the server checks the client's certificate against the job's list.
+struct Fetch {
+  static constexpr MessageType kType = MessageType::fetch;
+  std::string job;
+  std::string file;
+  std::uint64_t offset = 0;
+  std::uint32_t max_bytes = 0;
+};
+
+struct FetchReply {
+  static constexpr MessageType kType = MessageType::fetch_reply;
+  std::string file;
+  std::uint64_t offset = 0;
+  std::uint64_t total = 0;  // the whole file's size
+};
+
 using Body = std::variant<Hello, Welcome, Forward, Backward, Infer, InferReply, Checkpoint, CheckpointAck, Ping, Pong,
-                          ErrorInfo, Goodbye, Working>;
+                          ErrorInfo, Goodbye, Working, Fetch, FetchReply>;
 
 // Message types are 1..kMessageTypeCount, and Body's index i holds type i+1.
 inline constexpr std::uint16_t kMessageTypeCount = std::variant_size_v<Body>;
@@ -194,7 +225,7 @@ constexpr bool body_indices_match(std::index_sequence<I...>) {
 }  // namespace detail
 static_assert(detail::body_indices_match(std::make_index_sequence<kMessageTypeCount>{}),
               "Body alternative i must be the body of MessageType i+1");
-static_assert(static_cast<std::uint16_t>(MessageType::working) == kMessageTypeCount,
+static_assert(static_cast<std::uint16_t>(MessageType::fetch_reply) == kMessageTypeCount,
               "every MessageType needs a body in Body");
 
 struct Message {
