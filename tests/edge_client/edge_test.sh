@@ -4,6 +4,8 @@
 #   edge_test.sh symbols  BUILD_DIR   libseam_edge.so exports only seam_* symbols
 #   edge_test.sh resume   BUILD_DIR   seam-edge interrupted (SIGINT) and killed (SIGKILL) mid-run,
 #                                     started again: final weights bit-identical to an uninterrupted run
+#   edge_test.sh reconnect BUILD_DIR  seam-cloud killed mid-run and restarted: seam-edge reconnects, rolls back,
+#                                     and ends bit-identical to an uninterrupted run
 #   edge_test.sh progress BUILD_DIR   the live bar under a pseudo-terminal (script), plain lines otherwise
 #   edge_test.sh python   BUILD_DIR   the Python module and seam-edge give the same losses
 # Each mode makes its own PKI (scripts/gen-certs.sh), job and server in a temp folder.
@@ -30,8 +32,13 @@ start_server() {
     printf '%b' "${OPTIM:-lr = 0.002\nwarmup = 5\nsteps = 60\n}"
     printf 'allow = CN=edge-1\ncheckpoint-every = %s\n%s' "${CHECKPOINT_EVERY:-5}" "${JOB_EXTRA:-}"; } >"$work/jobs/vit.job"
   "$build/tools/seam-cloud" prepare "$work/jobs/vit.job" --state-dir "$work/state" >/dev/null
+  serve 0
+}
+
+# serve PORT: starts seam-cloud on the prepared state (PORT 0: any free port; sets $port).
+serve() {
   "$build/tools/seam-cloud" serve --cert "$work/pki/server.pem" --key "$work/pki/server.key" \
-    --client-ca "$work/pki/ca.pem" --jobs-dir "$work/jobs" --state-dir "$work/state" --port 0 >"$work/server.out" 2>&1 &
+    --client-ca "$work/pki/ca.pem" --jobs-dir "$work/jobs" --state-dir "$work/state" --port "$1" >"$work/server.out" 2>&1 &
   server_pid=$!
   local line= i
   for i in $(seq 600); do
@@ -54,7 +61,7 @@ edge_job_dir() {
 edge_args() {  # edge_args STATE_DIR CLIENT_ID
   echo --server "127.0.0.1:$port" --ca "$work/pki/ca.pem" --cert "$work/pki/client.pem" --key "$work/pki/client.key" \
     --job vit --job-dir "$work/edge-job" --state-dir "$1" --client-id "$2" --checkpoint-every 5 \
-    --task fashion-mnist --batch 16 --threads 1 --data-seed 3 --max-attempts 3 --backoff-initial-ms 20
+    --task fashion-mnist --batch 16 --threads 1 --data-seed 3 ${RETRY:---max-attempts 3 --backoff-initial-ms 20}
 }
 
 case $mode in
@@ -111,6 +118,35 @@ resume)
   [ "$got" = "$ref" ] || fail "resumed weights differ: $got vs $ref"
   echo "resumed after SIGINT ($(grep -o 'resuming at step [0-9]*' "$work/b.out" | head -1)) and after SIGKILL" \
     "($(grep -o 'resuming at step [0-9]*' <<<"$out")): final weights identical to the uninterrupted run"
+  ;;
+reconnect)
+  # The server is killed (SIGKILL) mid-run and restarted on the same port from its checkpoints:
+  # seam-edge reconnects with backoff, rolls back to the cloud's step and replays; the final
+  # weights equal an uninterrupted run's.
+  start_server
+  edge_job_dir "$work/edge-job"
+  steps=24
+  ref=$("$build/tools/seam-edge" $(edge_args "$work/a" a) --steps $steps --progress none | grep '^edge weights sha256') ||
+    fail "reference run"
+  RETRY='--max-attempts 12 --backoff-initial-ms 100 --backoff-max-ms 1000'
+  "$build/tools/seam-edge" $(edge_args "$work/b" b) --steps $steps --progress none --metrics-log "$work/b.jsonl" \
+    >"$work/b.out" 2>&1 &
+  edge_pid=$!
+  for i in $(seq 600); do
+    [ -f "$work/b.jsonl" ] && (($(wc -l <"$work/b.jsonl") >= 13)) && break
+    kill -0 "$edge_pid" 2>/dev/null || fail "seam-edge stopped: $(cat "$work/b.out")"
+    sleep 0.05
+  done
+  kill -KILL "$server_pid"
+  wait "$server_pid" 2>/dev/null || true
+  serve "$port"
+  wait "$edge_pid" || fail "seam-edge failed across the restart: $(cat "$work/b.out")"
+  got=$(grep '^edge weights sha256' "$work/b.out")
+  [ "$got" = "$ref" ] || fail "weights after the restart differ: $got vs $ref"
+  reconnects=$(grep -o 'reconnects [0-9]*' "$work/b.out")
+  [ "$reconnects" != "reconnects 0" ] || fail "no reconnect counted: $(cat "$work/b.out")"
+  replayed=$(($(wc -l <"$work/b.jsonl") - steps))
+  echo "server killed after step 13 and restarted: $reconnects, $replayed steps replayed, final weights identical"
   ;;
 progress)
   start_server
