@@ -12,6 +12,7 @@
 #include "seam/compression/c3.hpp"
 #include "seam/compression/sft.hpp"
 #include "seam/training/job.hpp"
+#include "seam/training/stages.hpp"
 
 namespace seam::training {
 
@@ -512,6 +513,44 @@ std::string fingerprint(const ModelConfig& c, const ModelHalf& edge, const Model
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fnv1a(os.str())));
   return buf;
+}
+
+ModelHalf build_model_range(const ModelConfig& c, std::int64_t begin, std::int64_t end, const std::string& pretrained) {
+  auto range_error = [&](std::int64_t n, const std::string& what) {
+    return std::invalid_argument("model config: stage blocks [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                 ") out of range: " + what + " has " + std::to_string(n) + " blocks");
+  };
+  auto impl = std::make_unique<ModelHalf::Impl>();
+  if (c.kind == "torchscript") {
+    check_model_config(c);
+    if (!c.script_back_path.empty())
+      throw std::invalid_argument("model config: a stage of a TorchScript model needs one file, not a front/back pair");
+    auto blocks = script_blocks(load_script(c.script_path), c.script_path);
+    const auto n = static_cast<std::int64_t>(blocks.size());
+    if (begin < 0 || end > n || begin >= end) throw range_error(n, "'" + c.script_path + "'");
+    for (std::int64_t i = begin; i < end; ++i) {
+      auto& [name, mod] = blocks[static_cast<std::size_t>(i)];
+      impl->add_script(name, std::make_shared<ScriptBlock>(mod));
+    }
+    return ModelHalf(std::move(impl));
+  }
+  ModelConfig plain = c;
+  plain.split = 1;
+  plain.sft_rank = 0;
+  plain.c3_groups = 0;
+  check_config(plain);
+  auto blocks = make_blocks(plain);
+  const auto n = static_cast<std::int64_t>(blocks.size());
+  if (begin < 0 || end > n || begin >= end) throw range_error(n, c.kind);
+  init_weights(blocks, c.seed);
+  if (!pretrained.empty()) {
+    auto all = std::make_unique<ModelHalf::Impl>();
+    for (std::size_t i = 0; i < blocks.size(); ++i) all->add(std::to_string(i), blocks[i]);
+    ModelHalf whole(std::move(all));
+    load_pretrained_report(whole, pretrained, c.kind);
+  }
+  for (std::int64_t i = begin; i < end; ++i) impl->add(std::to_string(i), blocks[static_cast<std::size_t>(i)]);
+  return ModelHalf(std::move(impl));
 }
 
 }  // namespace seam::training
