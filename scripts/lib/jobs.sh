@@ -97,3 +97,27 @@ results_table() {
       }
     }' "$1"
 }
+
+# start_cloud SEAM_CLOUD LOG SERVE_ARGS...: starts `seam-cloud serve SERVE_ARGS... --port 0`
+# in the background, waits for its first line ("... serving jobs ... on ADDR:PORT"),
+# prints it and sets cloud_pid and cloud_port. Fails with the server's output.
+start_cloud() {
+  local bin=$1 log=$2 line="" _
+  shift 2
+  "$bin" serve "$@" --port 0 > "$log" 2>&1 &
+  cloud_pid=$!
+  for _ in $(seq 600); do
+    line=$(head -n 1 "$log")
+    [ -n "$line" ] && break
+    kill -0 "$cloud_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ "$line" != *"serving jobs "*" on "*:* ]]; then
+    echo "seam-cloud did not start: $(cat "$log")" >&2
+    kill -TERM "$cloud_pid" 2>/dev/null && wait "$cloud_pid" 2>/dev/null
+    return 1
+  fi
+  # shellcheck disable=SC2034  # read by the caller
+  cloud_port=${line##*:}
+  echo "$line"
+}
