@@ -113,7 +113,7 @@ double peak_rss_mib() {
 int main(int argc, char** argv) {
   se::EdgeOptions eo;
   std::string task_spec, metrics_log, progress_mode, order, config;
-  std::int64_t epochs = 1, steps = 0, batch = 64, log_every = 50, max_len = 128;
+  std::int64_t epochs = 1, steps = 0, batch = 64, log_every = 50, max_len = 128, eval_limit = 0;
   std::uint64_t data_seed = 0;
   int threads = 0;
   po::options_description opts("Options");
@@ -128,6 +128,8 @@ int main(int argc, char** argv) {
       "epochs", po::value(&epochs)->default_value(1), "passes over the training split")(
       "steps", po::value(&steps)->default_value(0), "train this many steps instead of --epochs (0 = use --epochs)")(
       "batch", po::value(&batch)->default_value(64), "batch size")(
+      "eval-limit", po::value(&eval_limit)->default_value(0),
+      "final test accuracy over the first N test examples (0 = all, -1 = skip)")(
       "data-seed", po::value(&data_seed)->default_value(0), "seed of the data order (a resumed run replays the same order)")(
       "threads", po::value(&threads)->default_value(0), "LibTorch threads (0 = all cores)")(
       "metrics-log", po::value(&metrics_log), "append one JSON line per step to this file")(
@@ -150,6 +152,7 @@ int main(int argc, char** argv) {
     need(steps >= 0, "--steps must be >= 0 (0 = use --epochs)");
     need(batch >= 1, "--batch must be >= 1");
     need(log_every >= 0, "--log-every must be >= 0");
+    need(eval_limit >= -1, "--eval-limit must be >= -1 (0 = all, -1 = skip)");
     need(threads >= 0, "--threads must be >= 0 (0 = all cores)");
     need(progress_mode == "auto" || progress_mode == "bar" || progress_mode == "lines" || progress_mode == "none",
          "--progress must be auto, bar, lines or none (got '" + progress_mode + "')");
@@ -176,8 +179,8 @@ int main(int argc, char** argv) {
     se::Client client(eo);
     const auto wall0 = clock_type::now();
     const std::uint64_t start = client.join();
-    std::printf("seam-edge: joined job '%s' at %s (%s, split %lld, up %s, down %s); %d threads; %s at step %llu of %lld\n",
-                eo.job.c_str(), eo.server.c_str(), client.job().spec.model.kind.c_str(),
+    std::printf("seam-edge: joined job '%s' at %s%s (%s, split %lld, up %s, down %s); %d threads; %s at step %llu of %lld\n",
+                eo.job.c_str(), eo.server.c_str(), client.downloaded() ? ", front half downloaded" : "", client.job().spec.model.kind.c_str(),
                 static_cast<long long>(client.job().spec.model.split), client.job().spec.half.up_codec.c_str(),
                 client.job().spec.half.down_codec.c_str(), used_threads, start > 0 ? "resuming" : "starting",
                 static_cast<unsigned long long>(start), static_cast<long long>(total));
@@ -234,7 +237,18 @@ int main(int argc, char** argv) {
     const double n = double(std::max<std::uint64_t>(s.steps_this_run, 1));
     std::printf("seam-edge: %s %llu steps (%llu this run) in %.1f s\n", interrupted ? "stopped after" : "done:",
                 static_cast<unsigned long long>(s.step), static_cast<unsigned long long>(s.steps_this_run), wall);
-    std::printf("final test accuracy: not measured (evaluation through the cloud is not available in this build)\n");
+    // Through the cloud's inference path: the edge alone cannot evaluate.
+    const std::size_t n_test = task->size(t::Split::test);
+    if (interrupted || eval_limit < 0 || n_test == 0) {
+      std::printf("final test accuracy: not measured (%s)\n",
+                  interrupted ? "interrupted" : eval_limit < 0 ? "--eval-limit -1" : "the task has no test split");
+    } else {
+      const auto e0 = clock_type::now();
+      const double acc = client.evaluate(*task, t::Split::test, 256, static_cast<std::size_t>(eval_limit));
+      const std::size_t used = eval_limit > 0 ? std::min(n_test, static_cast<std::size_t>(eval_limit)) : n_test;
+      std::printf("final test accuracy %.4f (%zu test examples, through the cloud, %.1f s)\n", acc, used,
+                  std::chrono::duration<double>(clock_type::now() - e0).count());
+    }
     std::printf("bytes up %s (fp32 %s, x%.1f), down %s (fp32 %s, x%.1f), all frames up %s down %s\n",
                 mb(double(s.traffic.up.total())).c_str(), mb(double(s.traffic.naive_up)).c_str(),
                 s.traffic.up.total() ? double(s.traffic.naive_up) / double(s.traffic.up.total()) : 0.0,

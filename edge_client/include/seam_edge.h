@@ -104,13 +104,24 @@ SEAM_EDGE_API seam_status seam_open(const char* config_text, seam_session** out)
 SEAM_EDGE_API seam_status seam_open_file(const char* path, seam_session** out);
 
 /* Loads the job's front half from job-dir (checked against its manifest),
- * resumes from the newest checkpoint in state-dir, connects over mutual TLS
- * and agrees on the step with the cloud. *next_step (may be NULL) receives
+ * downloading it from the server first when the folder does not exist (the
+ * front half only: job.conf, edge_init.pt, manifest), resumes from the newest
+ * checkpoint in state-dir, connects over mutual TLS and agrees on the step
+ * with the cloud. *next_step (may be NULL) receives
  * the step to train next. */
 SEAM_EDGE_API seam_status seam_join(seam_session* s, uint64_t* next_step);
 
 /* Trains step seam_step() on one batch. `out` may be NULL. */
 SEAM_EDGE_API seam_status seam_train_step(seam_session* s, const seam_batch* batch, seam_step_result* out);
+
+/* Inference through the cloud's half: logits [B, classes] into `logits`
+ * (capacity in floats; may be NULL) and the predicted class of each sample
+ * into `classes` (B entries; may be NULL). Labels and ids are not needed
+ * (may be NULL). Eval mode on both sides; no state changes. */
+SEAM_EDGE_API seam_status seam_infer(seam_session* s, const seam_batch* batch, float* logits, size_t logits_capacity,
+                                     int64_t* classes);
+/* Accuracy of the model on a labelled batch (through inference), in [0, 1]. */
+SEAM_EDGE_API seam_status seam_evaluate(seam_session* s, const seam_batch* batch, double* accuracy);
 
 /* Saves the edge checkpoint at the current step and has the cloud checkpoint
  * at the same step (needs state-dir). *step (may be NULL) receives the step. */
@@ -178,6 +189,14 @@ class Session {
   /* false when the session rolled back: feed the batch of step() next. */
   bool train_step(const seam_batch& b, seam_step_result* out = nullptr) {
     return check(seam_train_step(s_, &b, out)) == SEAM_OK;
+  }
+  double evaluate(const seam_batch& b) {
+    double a = 0;
+    check(seam_evaluate(s_, &b, &a));
+    return a;
+  }
+  void infer(const seam_batch& b, float* logits, size_t capacity, int64_t* classes) {
+    check(seam_infer(s_, &b, logits, capacity, classes));
   }
   uint64_t save() {
     uint64_t n = 0;

@@ -96,6 +96,17 @@ PYBIND11_MODULE(seam, m) {
           "Sends the activation of the cut (encoded with the job's codec), lets the cloud train its half on "
           "`labels`, returns (gradient w.r.t. the activation, step metrics). Call activation.backward(gradient).")
       .def(
+          "infer",
+          [](se::Client& c, const at::Tensor& a, bool classes, const py::object& mask) {
+            at::Tensor mk = mask.is_none() ? at::Tensor() : THPVariable_Unpack(mask.ptr());
+            py::gil_scoped_release nogil;
+            return c.infer_activation(a, classes ? seam::session::InferOutput::classes : seam::session::InferOutput::logits,
+                                      mk);
+          },
+          py::arg("activation"), py::arg("classes") = false, py::arg("mask") = py::none(),
+          "Inference through the cloud's half on the cut activation: logits [B, C], or the classes (int64 [B]) "
+          "with classes=True. Changes no state.")
+      .def(
           "save",
           [](se::Client& c) {
             py::gil_scoped_release nogil;

@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -108,8 +109,8 @@ t::TaskBatch batch_of(const seam_batch* b, bool need_labels) {
       throw std::invalid_argument(std::string("labels: dtype must be SEAM_INT64 (got ") + c10::toString(tb.labels.scalar_type()) + ")");
   }
   if (b->mask.data) tb.mask = view(b->mask, "mask").to(at::kLong);
-  if (!b->ids) throw std::invalid_argument("ids: NULL; give one sample id per row");
-  tb.ids.assign(b->ids, b->ids + n);
+  if (b->ids) tb.ids.assign(b->ids, b->ids + n);
+  else if (need_labels) throw std::invalid_argument("ids: NULL; give one sample id per row");
   return tb;
 }
 
@@ -143,7 +144,7 @@ seam_status open_with(seam_session** out, const std::function<se::EdgeOptions()>
 
 extern "C" {
 
-const char* seam_version(void) { return "seam-edge 0.1.0 (protocol 3)"; }
+const char* seam_version(void) { return "seam-edge 0.1.0 (protocol 3.1)"; }
 
 seam_status seam_open(const char* config_text, seam_session** out) {
   return open_with(out, [&] {
@@ -175,6 +176,43 @@ seam_status seam_train_step(seam_session* s, const seam_batch* batch, seam_step_
       return SEAM_ROLLED_BACK;
     }
     copy_result(*m, out);
+    return SEAM_OK;
+  });
+}
+
+seam_status seam_infer(seam_session* s, const seam_batch* batch, float* logits, size_t logits_capacity,
+                       int64_t* classes) {
+  return call(s, "infer", [&](se::Client& c) {
+    if (!logits && !classes) throw std::invalid_argument("infer: logits and classes are both NULL; ask for one");
+    const auto tb = batch_of(batch, false);
+    if (!logits) {  // classes only: the cloud sends B int64, not B x C floats
+      const at::Tensor k = c.infer(tb, seam::session::InferOutput::classes).to(at::kLong).contiguous();
+      std::copy(k.data_ptr<std::int64_t>(), k.data_ptr<std::int64_t>() + k.numel(), classes);
+      return SEAM_OK;
+    }
+    const at::Tensor out = c.infer(tb, seam::session::InferOutput::logits).to(at::kFloat).contiguous();
+    if (static_cast<std::size_t>(out.numel()) > logits_capacity)
+      throw std::invalid_argument("infer: the logits are " + c10::str(out.sizes()) + " (" + std::to_string(out.numel()) +
+                                  " floats), logits_capacity is " + std::to_string(logits_capacity));
+    std::copy(out.data_ptr<float>(), out.data_ptr<float>() + out.numel(), logits);
+    if (classes) {
+      const at::Tensor k = out.argmax(-1).contiguous();
+      std::copy(k.data_ptr<std::int64_t>(), k.data_ptr<std::int64_t>() + k.numel(), classes);
+    }
+    return SEAM_OK;
+  });
+}
+
+seam_status seam_evaluate(seam_session* s, const seam_batch* batch, double* accuracy) {
+  return call(s, "evaluate", [&](se::Client& c) {
+    if (!accuracy) throw std::invalid_argument("evaluate: accuracy is NULL");
+    const auto tb = batch_of(batch, false);
+    if (!tb.labels.defined()) throw std::invalid_argument("evaluate: labels: data is NULL");
+    if (tb.labels.dim() != 1 || tb.labels.size(0) != tb.x.size(0))
+      throw std::invalid_argument("evaluate: labels are " + c10::str(tb.labels.sizes()) + ", expected [" +
+                                  std::to_string(tb.x.size(0)) + "]");
+    const at::Tensor k = c.infer(tb, seam::session::InferOutput::classes).to(at::kLong);
+    *accuracy = k.eq(tb.labels).to(at::kDouble).mean().item<double>();
     return SEAM_OK;
   });
 }

@@ -49,12 +49,6 @@ std::uint64_t Client::join() {
   if (closed_) throw StateError("join: the session is closed");
   if (session_) throw StateError("join: already joined job '" + opts_.job + "'");
   check_cancel();
-  const std::string dir = opts_.resolved_job_dir();
-  if (!std::filesystem::is_directory(dir))
-    throw std::runtime_error("join: the job's front half is not in '" + dir +
-                             "'; copy the job folder prepared by `seam-cloud prepare` there");
-  job_ = std::make_unique<ss::PreparedJob>(ss::load_job(dir));
-  if (!opts_.state_dir.empty()) std::filesystem::create_directories(opts_.state_dir);
   st::ClientOptions co;
   co.host = opts_.host();
   co.port = opts_.port();
@@ -67,6 +61,16 @@ std::uint64_t Client::join() {
   co.backoff_initial = st::Millis(opts_.backoff_initial_ms);
   co.backoff_max = st::Millis(opts_.backoff_max_ms);
   link_ = std::make_unique<ss::TlsLink>(co);
+  const std::string dir = opts_.resolved_job_dir();
+  if (!std::filesystem::exists(dir)) {
+    const auto parent = std::filesystem::path(dir).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+    job_ = std::make_unique<ss::PreparedJob>(ss::fetch_job(*link_, opts_.job, dir));
+    downloaded_ = true;
+  } else {
+    job_ = std::make_unique<ss::PreparedJob>(ss::load_job(dir));
+  }
+  if (!opts_.state_dir.empty()) std::filesystem::create_directories(opts_.state_dir);
   auto session = std::make_unique<ss::EdgeSession>(*job_, sopts_);
   session->connect(*link_, opts_.client_id);
   session_ = std::move(session);
@@ -75,37 +79,39 @@ std::uint64_t Client::join() {
   return session_->step();
 }
 
-void Client::check_batch(const t::TaskBatch& b) const {
+void Client::check_batch(const t::TaskBatch& b, bool training) const {
+  const std::string what = training ? "train_step" : "infer";
   const auto& mc = job_->spec.model;
   auto shape = [](const at::Tensor& x) { return x.defined() ? c10::str(x.sizes()) : std::string("none"); };
-  if (!b.x.defined() || b.x.dim() < 1) throw std::invalid_argument("train_step: no inputs");
+  if (!b.x.defined() || b.x.dim() < 1) throw std::invalid_argument(what + ": no inputs");
   const std::int64_t n = b.x.size(0);
-  if (n < 1) throw std::invalid_argument("train_step: the batch is empty");
+  if (n < 1) throw std::invalid_argument(what + ": the batch is empty");
   const bool images = mc.kind == "vit" || mc.kind == "cnn";
   const bool text = mc.kind == "bert" || mc.kind == "gpt";
   if (images) {
-    if (b.x.scalar_type() != at::kFloat) throw std::invalid_argument("train_step: image inputs must be float32");
+    if (b.x.scalar_type() != at::kFloat) throw std::invalid_argument(what + ": image inputs must be float32");
     const std::vector<std::int64_t> want{n, mc.channels, mc.image_size, mc.image_size};
     if (b.x.sizes() != at::IntArrayRef(want))
-      throw std::invalid_argument("train_step: inputs are " + shape(b.x) + ", job '" + opts_.job + "' takes " +
+      throw std::invalid_argument(what + ": inputs are " + shape(b.x) + ", job '" + opts_.job + "' takes " +
                                   c10::str(at::IntArrayRef(want)) + " (batch, channels, height, width)");
   } else if (text) {
-    if (b.x.scalar_type() != at::kLong) throw std::invalid_argument("train_step: text inputs must be int64 token ids");
+    if (b.x.scalar_type() != at::kLong) throw std::invalid_argument(what + ": text inputs must be int64 token ids");
     if (b.x.dim() != 2 || b.x.size(1) < 1 || b.x.size(1) > mc.max_len)
-      throw std::invalid_argument("train_step: token ids are " + shape(b.x) + ", job '" + opts_.job +
+      throw std::invalid_argument(what + ": token ids are " + shape(b.x) + ", job '" + opts_.job +
                                   "' takes [batch, L] with 1 <= L <= " + std::to_string(mc.max_len));
   }
+  if (b.mask.defined() && (b.mask.dim() != 2 || b.mask.size(0) != n || (b.x.dim() == 2 && b.mask.size(1) != b.x.size(1))))
+    throw std::invalid_argument(what + ": the mask is " + shape(b.mask) + ", expected " + shape(b.x));
+  if (!training) return;
   if (!b.labels.defined() || b.labels.scalar_type() != at::kLong)
-    throw std::invalid_argument("train_step: labels must be int64 (got " +
+    throw std::invalid_argument(what + ": labels must be int64 (got " +
                                 (b.labels.defined() ? std::string(c10::toString(b.labels.scalar_type())) : "none") + ")");
   if (job_->spec.half.task == "classify" && (b.labels.dim() != 1 || b.labels.size(0) != n))
-    throw std::invalid_argument("train_step: labels are " + shape(b.labels) + ", expected [" + std::to_string(n) +
+    throw std::invalid_argument(what + ": labels are " + shape(b.labels) + ", expected [" + std::to_string(n) +
                                 "] (one class per sample)");
   if (static_cast<std::int64_t>(b.ids.size()) != n)
-    throw std::invalid_argument("train_step: " + std::to_string(b.ids.size()) + " sample ids for a batch of " +
+    throw std::invalid_argument(what + ": " + std::to_string(b.ids.size()) + " sample ids for a batch of " +
                                 std::to_string(n));
-  if (b.mask.defined() && (b.mask.dim() != 2 || b.mask.size(0) != n || (b.x.dim() == 2 && b.mask.size(1) != b.x.size(1))))
-    throw std::invalid_argument("train_step: the mask is " + shape(b.mask) + ", expected " + shape(b.x));
 }
 
 void Client::account(const t::StepMetrics& m) {
@@ -119,10 +125,23 @@ void Client::account(const t::StepMetrics& m) {
 std::optional<t::StepMetrics> Client::train_step(const t::TaskBatch& b) {
   need_joined("train_step");
   check_cancel();
-  check_batch(b);
+  check_batch(b, true);
   auto m = session_->train_step(*link_, b);
   if (m) account(*m);
   return m;
+}
+
+at::Tensor Client::infer(const t::TaskBatch& b, ss::InferOutput out) {
+  need_joined("infer");
+  check_cancel();
+  check_batch(b, false);
+  return session_->infer(*link_, b, out);
+}
+
+double Client::evaluate(const t::Task& task, t::Split s, std::int64_t batch, std::size_t limit) {
+  need_joined("evaluate");
+  check_cancel();
+  return session_->evaluate(*link_, task, s, batch, limit);
 }
 
 ss::ExchangeResult Client::exchange(const at::Tensor& a, const at::Tensor& labels, const std::vector<std::int64_t>& ids,
@@ -132,6 +151,12 @@ ss::ExchangeResult Client::exchange(const at::Tensor& a, const at::Tensor& label
   auto r = exchange_->step(*link_, a, labels, ids, mask);
   account(r.metrics);
   return r;
+}
+
+at::Tensor Client::infer_activation(const at::Tensor& a, ss::InferOutput out, const at::Tensor& mask) {
+  need_joined("infer");
+  check_cancel();
+  return exchange_->infer(*link_, a, out, mask);
 }
 
 std::string Client::save() {

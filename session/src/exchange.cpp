@@ -88,6 +88,21 @@ ExchangeResult ActivationExchange::step(SessionLink& link, const at::Tensor& act
   return {g, m};
 }
 
+at::Tensor ActivationExchange::infer(SessionLink& link, const at::Tensor& activation, InferOutput out,
+                                     const at::Tensor& mask) {
+  if (!activation.defined() || activation.dim() < 2 || !activation.is_floating_point())
+    throw std::invalid_argument("infer: the activation must be a float tensor [B, ...]");
+  compression::CodecContext ctx(edge_.job().spec.half.seed);  // fresh: inference touches no session state
+  InferRequest r;
+  r.batch_id = ++infer_batches_;
+  r.batch = activation.size(0);
+  r.mask = mask;
+  r.output = out;
+  r.activations = compression::make_codec(infer_codec(edge_.job().spec.half.up_codec))
+                      ->encode(activation.detach().to(at::kFloat).contiguous(), ctx);
+  return link.infer(r);
+}
+
 std::string save_coordinated(EdgeSession& edge, SessionLink& link, const SessionOptions& o) {
   if (o.state_dir.empty()) throw std::invalid_argument("save: the session has no state folder to save into");
   detail::StateStore store(o.state_dir, o.keep_checkpoints, true, &edge.job().spec.model, edge.job().fingerprint);

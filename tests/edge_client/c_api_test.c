@@ -1,5 +1,6 @@
 /* The C API from C99 against a seam-cloud on loopback (started by
- * edge_test.sh): join, 20 train steps, save, restore, close; and bad calls
+ * edge_test.sh): join (downloading the front half), 20 train steps, infer,
+ * evaluate, save, restore, close; and bad calls
  * (null handle, wrong shapes, wrong label dtype, a call after close), each of
  * which must come back as a status and a message, never a crash.
  * Usage: seam_edge_c_test PORT PKI_DIR JOB_DIR STATE_DIR */
@@ -139,10 +140,39 @@ int main(int argc, char** argv) {
   printf("20 steps: first loss %.4f, step 10 loss %.4f, bytes up %llu down %llu\n", first_loss, loss_at_10,
          (unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down);
 
+  /* Inference through the cloud: logits and classes agree, classes alone are the same,
+   * evaluate is the share of right classes; no step is applied. */
+  {
+    float logits[B * 10];
+    int64_t classes[B], classes_only[B];
+    double acc = -1, right = 0;
+    int i, j;
+    b = make_batch(3);
+    EXPECT_OK(s, seam_infer(s, &b, logits, B * 10, classes));
+    for (i = 0; i < B; ++i) {
+      int best = 0;
+      for (j = 1; j < 10; ++j)
+        if (logits[i * 10 + j] > logits[i * 10 + best]) best = j;
+      CHECK(classes[i] == best, "sample %d: class %lld, argmax %d", i, (long long)classes[i], best);
+      right += classes[i] == labels[i];
+    }
+    b.ids = NULL; /* inference needs no ids */
+    EXPECT_OK(s, seam_infer(s, &b, NULL, 0, classes_only));
+    CHECK(memcmp(classes, classes_only, sizeof classes) == 0, "classes alone differ");
+    EXPECT_OK(s, seam_evaluate(s, &b, &acc));
+    CHECK(acc == right / B, "accuracy %g, expected %g", acc, right / B);
+    expect_refusal(s, seam_infer(s, &b, logits, 5, NULL), SEAM_E_ARGUMENT, "logits_capacity is 5");
+    expect_refusal(s, seam_infer(s, &b, NULL, 0, NULL), SEAM_E_ARGUMENT, "logits and classes are both NULL");
+    b.inputs.shape = wrong_shape;
+    expect_refusal(s, seam_infer(s, &b, logits, B * 10, NULL), SEAM_E_ARGUMENT, "infer: inputs are [8, 1, 32, 32]");
+    CHECK(seam_step(s) == 20, "inference applied a step");
+    printf("inference: accuracy on batch 3 %.3f\n", acc);
+  }
+
   /* Bad batches: wrong image shape, float labels, missing ids, NULL batch. */
   b = make_batch(20);
   b.inputs.shape = wrong_shape;
-  expect_refusal(s, seam_train_step(s, &b, &r), SEAM_E_ARGUMENT, "takes [8, 1, 28, 28]");
+  expect_refusal(s, seam_train_step(s, &b, &r), SEAM_E_ARGUMENT, "train_step: inputs are [8, 1, 32, 32], job 'vit' takes [8, 1, 28, 28]");
   b = make_batch(20);
   b.labels.data = float_labels;
   b.labels.dtype = SEAM_FLOAT32;

@@ -38,16 +38,16 @@ start_server() {
 # serve PORT: starts seam-cloud on the prepared state (PORT 0: any free port; sets $port).
 serve() {
   "$build/tools/seam-cloud" serve --cert "$work/pki/server.pem" --key "$work/pki/server.key" \
-    --client-ca "$work/pki/ca.pem" --jobs-dir "$work/jobs" --state-dir "$work/state" --port "$1" >"$work/server.out" 2>&1 &
+    --client-ca "$work/pki/ca.pem" --jobs-dir "$work/jobs" --state-dir "$work/state" --port "$1" >"$work/server.out" 2>>"$work/server.err" &
   server_pid=$!
   local line= i
   for i in $(seq 600); do
-    line=$(head -1 "$work/server.out")
+    line=$(grep -m1 'serving jobs' "$work/server.out" || true)
     [ -n "$line" ] && break
     kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.05
   done
-  [[ $line == *"serving jobs vit on 127.0.0.1:"* ]] || fail "seam-cloud said: $(cat "$work/server.out")"
+  [[ $line == *"serving jobs vit on 127.0.0.1:"* ]] || fail "seam-cloud said: $(cat "$work/server.out" "$work/server.err")"
   port=${line##*:}
 }
 
@@ -55,13 +55,12 @@ serve() {
 edge_job_dir() {
   mkdir -p "$1"
   cp "$work/state/vit/job/job.conf" "$work/state/vit/job/edge_init.pt" "$work/state/vit/job/manifest" "$1/"
-  cp "$work/state/vit/job/cloud_init.pt" "$1/"  # load_job checks the whole manifest until the edge-only folder lands
 }
 
 edge_args() {  # edge_args STATE_DIR CLIENT_ID
   echo --server "127.0.0.1:$port" --ca "$work/pki/ca.pem" --cert "$work/pki/client.pem" --key "$work/pki/client.key" \
     --job vit --job-dir "$work/edge-job" --state-dir "$1" --client-id "$2" --checkpoint-every 5 \
-    --task fashion-mnist --batch 16 --threads 1 --data-seed 3 ${RETRY:---max-attempts 3 --backoff-initial-ms 20}
+    --task fashion-mnist --batch 16 --threads 1 --data-seed 3 ${EVAL:---eval-limit 64} ${RETRY:---max-attempts 3 --backoff-initial-ms 20}
 }
 
 case $mode in
@@ -78,8 +77,13 @@ symbols)
   ;;
 capi)
   start_server
-  edge_job_dir "$work/edge-job"
-  "$build/tests/seam_edge_c_test" "$port" "$work/pki" "$work/edge-job" "$work/edge-state"
+  # No job folder on the device: join downloads the front half, never the cloud half.
+  "$build/tests/seam_edge_c_test" "$port" "$work/pki" "$work/device/job" "$work/edge-state"
+  for f in manifest job.conf edge_init.pt; do
+    cmp -s "$work/device/job/$f" "$work/state/vit/job/$f" || fail "downloaded $f differs from the server's"
+  done
+  [ ! -e "$work/device/job/cloud_init.pt" ] || fail "the cloud half was downloaded"
+  echo "join downloaded manifest, job.conf, edge_init.pt (identical to the server's), no cloud_init.pt"
   ;;
 resume)
   start_server
@@ -163,7 +167,17 @@ progress)
   [ "$(grep -c '^epoch 1/1 step [246]/6 loss' "$work/plain.out")" = 3 ] || fail "plain lines: $(cat "$work/plain.out")"
   grep -q '^bytes up .* (fp32 .*, x[0-9.]*), down' "$work/plain.out" || fail "no summary: $(cat "$work/plain.out")"
   grep -q '^time per step (mean ms): edge' "$work/plain.out" || fail "no time split"
-  echo "bar on a terminal, plain lines otherwise"
+  grep -q '^final test accuracy 0\.[0-9]* (64 test examples, through the cloud' "$work/plain.out" ||
+    fail "no test accuracy: $(cat "$work/plain.out")"
+  # Options from --config (same names as the flags), and a bad value refused with exit 2.
+  printf 'progress = lines\nlog-every = 3\n' >"$work/edge.conf"
+  "$build/tools/seam-edge" $(EVAL=--eval-limit=-1 edge_args "$work/q" q) --steps 3 --config "$work/edge.conf" >"$work/conf.out"
+  [ "$(grep -c '^epoch 1/1 step 3/3 loss' "$work/conf.out")" = 1 ] || fail "--config: $(cat "$work/conf.out")"
+  rc=0
+  "$build/tools/seam-edge" $(edge_args "$work/q" q) --progress fancy >"$work/bad.out" 2>&1 || rc=$?
+  [ "$rc" = 2 ] && grep -q "progress must be auto, bar, lines or none (got 'fancy')" "$work/bad.out" ||
+    fail "bad --progress: exit $rc: $(cat "$work/bad.out")"
+  echo "bar on a terminal, plain lines otherwise, --config read, a bad flag refused (exit 2)"
   ;;
 python)
   # Plain SGD, so that torch.optim.SGD in the script is the job's optimizer.

@@ -75,6 +75,15 @@ print(f"30 steps: python losses {py[0]:.6f} .. {py[-1]:.6f}, seam-edge {cpp[0]:.
 assert worst <= 1e-6, list(zip(py, cpp))
 assert py[-1] < py[0], "the loss did not go down"
 
+# Inference through the cloud on the trained front's activation: classes are the logits' argmax.
+with torch.no_grad():
+    a = front(x[:BATCH])
+logits = sess.infer(a)
+classes = sess.infer(a, classes=True)
+assert logits.shape == (BATCH, 10) and classes.dtype == torch.int64, (logits.shape, classes.dtype)
+assert torch.equal(classes, logits.argmax(-1)), (classes, logits.argmax(-1))
+assert sess.step == STEPS, "inference applied a step"
+
 # Errors keep their messages: a bad call is a ValueError naming the problem.
 try:
     sess.exchange(front(x[:BATCH]), y[:BATCH], [0, 1, 2])

@@ -51,10 +51,13 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Loads the job's front half from job-dir (verified against its manifest),
-  // resumes from the newest checkpoint in state-dir, connects and agrees on a
-  // step with the cloud (rolling back when the cloud is behind). Returns the
-  // step to train next.
+  // downloading it from the server first when the folder is missing (only
+  // job.conf, edge_init.pt and the manifest: never the cloud half), resumes
+  // from the newest checkpoint in state-dir, connects and agrees on a step
+  // with the cloud (rolling back when the cloud is behind). Returns the step
+  // to train next.
   std::uint64_t join();
+  bool downloaded() const { return downloaded_; }  // join fetched the front half
   bool joined() const { return session_ != nullptr; }
 
   // Trains step() on one batch the app supplies: x = float images [B, C, H, W]
@@ -65,9 +68,19 @@ class Client {
   // step() next.
   std::optional<training::StepMetrics> train_step(const training::TaskBatch& b);
 
+  // Inference through the cloud's half (eval mode on both sides; changes no
+  // state): logits [B, classes] or the predicted classes (int64 [B]). Labels
+  // and ids are not needed.
+  at::Tensor infer(const training::TaskBatch& b, session::InferOutput out = session::InferOutput::logits);
+  // Accuracy on split s of a task (the first `limit` examples; 0 = all) through inference.
+  double evaluate(const training::Task& t, training::Split s, std::int64_t batch = 256, std::size_t limit = 0);
+
   // A step with an activation from the app's own front model (Python).
   session::ExchangeResult exchange(const at::Tensor& activation, const at::Tensor& labels,
                                    const std::vector<std::int64_t>& ids, const at::Tensor& mask = {});
+  // Inference on an activation from the app's own front model (Python).
+  at::Tensor infer_activation(const at::Tensor& activation, session::InferOutput out = session::InferOutput::logits,
+                              const at::Tensor& mask = {});
 
   // Saves the edge checkpoint at the current step and has the cloud save at
   // the same step. Returns the folder.
@@ -97,7 +110,7 @@ class Client {
  private:
   void need_joined(const char* what) const;
   void account(const training::StepMetrics& m);
-  void check_batch(const training::TaskBatch& b) const;
+  void check_batch(const training::TaskBatch& b, bool training) const;
   EdgeOptions opts_;
   session::SessionOptions sopts_;
   std::unique_ptr<session::PreparedJob> job_;
@@ -106,7 +119,7 @@ class Client {
   std::unique_ptr<session::ActivationExchange> exchange_;
   std::function<void(const training::StepMetrics&)> progress_;
   std::atomic<bool> cancel_{false};
-  bool closed_ = false;
+  bool closed_ = false, downloaded_ = false;
   ClientStats stats_;
 };
 

@@ -31,10 +31,16 @@ class ActivationExchange {
   // step for its order throws SessionError (step_order).
   ExchangeResult step(SessionLink& link, const at::Tensor& activation, const at::Tensor& labels,
                       const std::vector<std::int64_t>& ids, const at::Tensor& attention_mask = {});
+  // Inference on an activation from the user's front model: encoded with the
+  // job's stateless inference codec, the cloud's half in eval mode; logits
+  // (float [B, ...]) or classes (int64 [B]). Changes no state.
+  at::Tensor infer(SessionLink& link, const at::Tensor& activation, InferOutput out = InferOutput::logits,
+                   const at::Tensor& attention_mask = {});
 
  private:
   EdgeSession& edge_;
   std::optional<training::StepRequest> pending_;
+  std::uint64_t infer_batches_ = 0;
 };
 
 // Saves the edge's state at its current step into o.state_dir (kept like the
