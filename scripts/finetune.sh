@@ -11,8 +11,8 @@
 #   --server HOST:PORT   the seam-cloud server (default 127.0.0.1:7433)
 #   --pki DIR            certificates from scripts/gen-certs.sh (default pki):
 #   --client NAME        DIR/ca.pem, DIR/NAME.pem, DIR/NAME.key (default client)
-#   --job-dir DIR        the job's prepared front half (default STATE_DIR/job; the
-#                        server's SERVER_STATE/NAME/job folder, copied)
+#   --job-dir DIR        the job's front half (default STATE_DIR/job; downloaded from
+#                        the server on the first join, checked against its manifest)
 #   --state-dir DIR      edge checkpoints (default out/edge/NAME-CLIENT)
 #   --edge-conf FILE     edge settings (default configs/TASK.edge)
 #   --steps N            steps to train (default: the job file's steps)
@@ -56,8 +56,6 @@ for f in "$pki/ca.pem" "$pki/$client.pem" "$pki/$client.key"; do
 done
 state_dir=${state_dir:-out/edge/$name-$client}
 job_dir=${job_dir:-$state_dir/job}
-[ -f "$job_dir/manifest" ] ||
-  { echo "finetune.sh: '$job_dir' is not a prepared job folder (copy the server's STATE/$name/job)" >&2; exit 2; }
 metrics=${metrics:-$state_dir/metrics.jsonl}
 edge="${SEAM_BUILD_DIR:-$root/build}/tools/seam-edge"
 [ -x "$edge" ] || { echo "finetune.sh: '$edge' is not built (cmake --build build --target seam-edge)" >&2; exit 1; }

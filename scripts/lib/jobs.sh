@@ -99,15 +99,15 @@ results_table() {
 }
 
 # start_cloud SEAM_CLOUD LOG SERVE_ARGS...: starts `seam-cloud serve SERVE_ARGS... --port 0`
-# in the background, waits for its first line ("... serving jobs ... on ADDR:PORT"),
-# prints it and sets cloud_pid and cloud_port. Fails with the server's output.
+# in the background, waits for its line "... serving jobs ... on ADDR:PORT" (log lines
+# may come first), prints it and sets cloud_pid and cloud_port. Fails with the server's output.
 start_cloud() {
   local bin=$1 log=$2 line="" _
   shift 2
   "$bin" serve "$@" --port 0 > "$log" 2>&1 &
   cloud_pid=$!
   for _ in $(seq 600); do
-    line=$(head -n 1 "$log")
+    line=$(grep -m 1 "serving jobs .* on " "$log" || true)
     [ -n "$line" ] && break
     kill -0 "$cloud_pid" 2>/dev/null || break
     sleep 0.1

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The demo, CI-sized: seam-cloud and two seam-edge clients over mutual TLS on
-# 127.0.0.1, one shared job (a small ViT on Fashion-MNIST classes 5-9, SFT rank 8 at
-# the split, 4-bit activations up, 8-bit gradients down), each client on its own
-# half of the data (or its own data order) for a few dozen steps. Checks, from the clients' JSONL logs:
+# 127.0.0.1, one shared job: a small ViT on Fashion-MNIST classes 5-9, SFT rank 8
+# at the split, 4-bit activations up, 8-bit gradients down. Each client downloads
+# the front half when it joins and trains a few dozen steps on its own half of the
+# data (or, without seam-edge --data-part, its own order). Checks, from the
+# clients' JSONL logs:
 #   - the loss falls (mean of the last 5 steps below the mean of the first 5);
 #   - every step's bytes are what the chain's spec implies: the activations are
 #     [B, 17, r] at 4 bits and the gradients [B, 17, r] at 8 bits, so a frame is
@@ -66,9 +68,8 @@ parts=yes
 edge=()
 for i in 0 1; do
   if [ -n "$parts" ]; then data=(--data-part "$((i + 1))/2"); else data=(--data-seed "$((i + 1))"); fi
-  cp -r "$work/state/demo/job" "$work/job-$i"
   "$build/tools/seam-edge" --server "127.0.0.1:$port" --ca "$work/pki/ca.pem" --cert "$work/pki/${certs[$i]}.pem" \
-    --key "$work/pki/${certs[$i]}.key" --job demo --job-dir "$work/job-$i" --state-dir "$work/edge-$i" \
+    --key "$work/pki/${certs[$i]}.key" --job demo --state-dir "$work/edge-$i" \
     --client-id "edge-$((i + 1))" --task fashion-mnist:5-9 "${data[@]}" --steps "$steps" \
     --batch "$batch" --threads 1 --progress none --metrics-log "$work/m$i.jsonl" >"$work/edge-$i.out" 2>&1 &
   edge+=($!)
