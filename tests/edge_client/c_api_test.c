@@ -4,6 +4,8 @@
  * (null handle, wrong shapes, wrong label dtype, a call after close), each of
  * which must come back as a status and a message, never a crash.
  * Usage: seam_edge_c_test PORT PKI_DIR JOB_DIR STATE_DIR */
+#define _POSIX_C_SOURCE 200112L /* pthreads under -std=c99 */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +74,36 @@ static int on_progress(const seam_step_result* r, void* user) {
   (void)user;
   ++progress_calls;
   return r->loss < 0; /* never cancels */
+}
+
+/* Cancel from another thread, without timing: the progress callback (on the
+ * calling thread) hands over to a second thread, which calls seam_cancel and
+ * hands back; the next call must stop before its step. */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int phase = 0;
+static seam_session* shared = NULL;
+
+static void* canceller(void* arg) {
+  (void)arg;
+  pthread_mutex_lock(&mu);
+  while (phase != 1) pthread_cond_wait(&cv, &mu);
+  seam_cancel(shared);
+  phase = 2;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+  return NULL;
+}
+
+static int wait_for_cancel(const seam_step_result* r, void* user) {
+  (void)r;
+  (void)user;
+  pthread_mutex_lock(&mu);
+  phase = 1;
+  pthread_cond_broadcast(&cv);
+  while (phase != 2) pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  return 0;
 }
 
 int main(int argc, char** argv) {
@@ -202,6 +234,20 @@ int main(int argc, char** argv) {
   b = make_batch(11);
   expect_refusal(s, seam_train_step(s, &b, &r), SEAM_E_CANCELLED, "cancelled");
   CHECK(seam_step(s) == 11, "a cancelled call applied no step");
+
+  {
+    pthread_t th;
+    shared = s;
+    EXPECT_OK(s, seam_set_progress(s, wait_for_cancel, NULL));
+    CHECK(pthread_create(&th, NULL, canceller, NULL) == 0, "pthread_create");
+    b = make_batch(11);
+    EXPECT_OK(s, seam_train_step(s, &b, &r)); /* step 11 completes; the other thread cancels meanwhile */
+    b = make_batch(12);
+    expect_refusal(s, seam_train_step(s, &b, &r), SEAM_E_CANCELLED, "cancelled");
+    CHECK(seam_step(s) == 12, "cancelled from another thread: next step %llu", (unsigned long long)seam_step(s));
+    pthread_join(th, NULL);
+    EXPECT_OK(s, seam_set_progress(s, NULL, NULL));
+  }
 
   EXPECT_OK(s, seam_close(s));
   expect_refusal(s, seam_train_step(s, &b, &r), SEAM_E_STATE, "closed");
