@@ -86,6 +86,34 @@ TEST(BandwidthEstimate, FollowsARateChange) {
   EXPECT_NEAR(s.client->bandwidth().bits_per_second(), 100e6, 100e6 * 1e-2);
 }
 
+// acked_bandwidth on a simulated clock: the receiver takes 10 ms per frame
+// (it moves the clock), so each frame is timed from its write to its
+// acknowledgement, 10 ms: every sample is bytes / 10 ms. (Frames queued
+// behind others are timed from the previous acknowledgement; on a simulated
+// clock the time a reply is read cannot show that, so it is not tested here.)
+TEST(BandwidthEstimate, AcknowledgedRateTimesAFrameFromItsWriteToItsAcknowledgement) {
+  ManualClock clock;
+  ServerOptions so;
+  so.tls = plaintext();
+  so.clock = &clock;
+  Server server(so, [&](const PeerInfo& p, Message&& m) {
+    if (m.as<Forward>()) clock.advance(std::chrono::milliseconds(10));
+    return step_reply(p, std::move(m));
+  });
+  server.start();
+  auto o = client_options(server.port(), plaintext());
+  o.clock = &clock;
+  o.max_in_flight = 4;
+  o.request_timeout = Millis(0);
+  Client c(o);
+  for (std::uint64_t i = 0; i < 4; ++i) {
+    c.post(forward(i, 5000));
+    c.collect();
+  }
+  ASSERT_EQ(c.acked_bandwidth().samples(), 4u);
+  EXPECT_NEAR(c.acked_bandwidth().bits_per_second(), frame_bits(5000) / 0.010, 1.0);
+}
+
 // A handler whose first call waits until released, counting its calls.
 struct Gate {
   std::mutex mu;
