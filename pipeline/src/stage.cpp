@@ -374,7 +374,9 @@ struct PipelineSource::Impl {
     return ack(r->batch_id);
   }
 
-  [[noreturn]] void stalled(std::uint64_t waiting_for) {
+  // The first stage that does not answer a ping on a new connection (a dead
+  // or frozen process), described; empty when every stage answers.
+  std::string unresponsive() {
     for (const auto& s : o.stages) {
       st::ClientOptions c;
       c.host = s.host;
@@ -390,11 +392,15 @@ struct PipelineSource::Impl {
         ping.body = st::Ping{1};
         probe.request(ping);
       } catch (const std::exception& e) {
-        throw PipelineError("stage '" + s.name + "' (" + s.host + ":" + std::to_string(s.port) +
-                            ") does not answer a ping within " + std::to_string(o.ping_timeout.count()) +
-                            " ms: " + e.what());
+        return "stage '" + s.name + "' (" + s.host + ":" + std::to_string(s.port) + ") does not answer a ping within " +
+               std::to_string(o.ping_timeout.count()) + " ms: " + e.what();
       }
     }
+    return {};
+  }
+
+  [[noreturn]] void stalled(std::uint64_t waiting_for) {
+    if (auto who = unresponsive(); !who.empty()) throw PipelineError(who);
     throw PipelineError("no result for micro-batch " + std::to_string(waiting_for) + " within " +
                         std::to_string(o.result_timeout.count()) + " ms, though every stage answers a ping");
   }
@@ -437,6 +443,13 @@ struct PipelineSource::Impl {
       }
       while (client.in_flight() > 0) client.collect();
     } catch (const std::exception& e) {
+      // A stage's own report names the failed stage. A broken or stalled
+      // first hop may only be the symptom: a frozen stage further down fills
+      // every queue before it, so the stages are pinged to find it.
+      const auto* te = dynamic_cast<const st::TransportError*>(&e);
+      if (!(te && te->code() == make_error_code(st::Errc::peer_error)))
+        if (auto who = unresponsive(); !who.empty())
+          throw PipelineError(who + " (the source's hop to stage '" + o.first.name + "' failed: " + e.what() + ")");
       throw hop_error(e);
     }
     // Every micro-batch is with the stages: wait for the results, each
