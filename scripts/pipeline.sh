@@ -11,7 +11,8 @@
 #   bin = build/tools/seam-stage      the program (default: build/tools/seam-stage)
 #   certs = /tmp/seam-pki             a PKI from scripts/gen-certs.sh (made there if missing)
 #   checkpoint = vit.pt               weights and config (seam-train pretrain / seam-ptq train)
-#   task = fashion-mnist              the source's data (test split)
+#   task = fashion-mnist              the source's data (test split), or
+#   input = images.npy                a tensor file (torch.save or .npy) whose rows are sent
 #   micro_batch = 32
 #   batches = 40
 #   source_port = 7300                where results return
@@ -19,13 +20,13 @@
 #   stage = s1 7301 0:3 --codec none  NAME PORT BLOCKS [more seam-stage serve flags]
 #   stage = s2 7302 3:6               (in order; the last one's next hop is the source)
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n '2,21p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,22p' "$0"; exit 2; }
 conf=$1
 logdir=${2:-$(mktemp -d /tmp/seam-pipeline.XXXXXX)}
 mkdir -p "$logdir"
 [ -f "$conf" ] || { echo "pipeline.sh: no config file '$conf'" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin="$root/build/tools/seam-stage" certs="" checkpoint="" task="" micro_batch=8 batches=20 source_port=7300 source_args=""
+bin="$root/build/tools/seam-stage" certs="" checkpoint="" task="" input="" micro_batch=8 batches=20 source_port=7300 source_args=""
 names=() ports=() blocks=() extras=()
 while IFS= read -r line || [ -n "$line" ]; do
   line=${line%%#*}
@@ -36,6 +37,7 @@ while IFS= read -r line || [ -n "$line" ]; do
     certs) certs=$value ;;
     checkpoint) checkpoint=$value ;;
     task) task=$value ;;
+    input) input=$value ;;
     micro_batch) micro_batch=$value ;;
     batches) batches=$value ;;
     source_port) source_port=$value ;;
@@ -49,7 +51,7 @@ while IFS= read -r line || [ -n "$line" ]; do
 done <"$conf"
 [ ${#names[@]} -ge 1 ] || { echo "pipeline.sh: '$conf' has no stage lines" >&2; exit 2; }
 [ -n "$certs" ] || { echo "pipeline.sh: '$conf' needs certs = DIR" >&2; exit 2; }
-[ -n "$task" ] || { echo "pipeline.sh: '$conf' needs task" >&2; exit 2; }
+[ -n "$task$input" ] || { echo "pipeline.sh: '$conf' needs task or input" >&2; exit 2; }
 [ -x "$bin" ] || { echo "pipeline.sh: no program '$bin' (build the seam-stage target)" >&2; exit 2; }
 [ -f "$certs/ca.pem" ] || bash "$root/scripts/gen-certs.sh" "$certs" >/dev/null
 tls=(--cert "$certs/server.pem" --key "$certs/server.key" --ca "$certs/ca.pem"
@@ -89,6 +91,8 @@ done
 stages=""
 for i in "${!names[@]}"; do stages+="${stages:+,}${names[$i]}@127.0.0.1:${ports[$i]}"; done
 echo "pipeline.sh: ${#names[@]} stage(s) up, logs in $logdir" >&2
+data=(--task "$task")
+[ -n "$input" ] && data=(--input "$input")
 # shellcheck disable=SC2086
-"$bin" source --port "$source_port" --first "$next" --stages "$stages" --task "$task" "${model[@]}" "${tls[@]}" \
+"$bin" source --port "$source_port" --first "$next" --stages "$stages" "${data[@]}" "${model[@]}" "${tls[@]}" \
   --micro-batch "$micro_batch" --batches "$batches" --times "$logdir/source-times.tsv" $source_args

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "command_line.hpp"
+#include "seam/compression/tensor_io.hpp"
 #include "seam/pipeline/planner.hpp"
 #include "seam/pipeline/profiler.hpp"
 #include "seam/pipeline/stage.hpp"
@@ -37,7 +38,7 @@ double unix_seconds() {
 const char* kUsage =
     "usage: seam-stage serve --name S1 --port P --blocks A:B (--checkpoint CKPT | --model vit ...) \\\n"
     "                        --next HOST:PORT --next-name S2 --cert PEM --key PEM --ca PEM [options]\n"
-    "       seam-stage source --port P --first HOST:PORT --stages S1@HOST:PORT,... --task TASK \\\n"
+    "       seam-stage source --port P --first HOST:PORT --stages S1@HOST:PORT,... (--task TASK | --input FILE) \\\n"
     "                        --checkpoint CKPT --cert PEM --key PEM --ca PEM [options]\n"
     "       seam-stage profile (--checkpoint CKPT | --model vit ...) --micro-batch 8 --out PROFILE\n"
     "       seam-stage plan --profile PROFILE --fleet FLEET [--brute-force]\n"
@@ -203,9 +204,9 @@ int serve(const po::variables_map&, Common& c, Hop& hop, const std::string& name
 }
 
 int source(Common& c, Hop& hop, std::uint16_t port, const std::string& bind, const std::string& stages,
-           const std::string& task_spec, std::int64_t micro_batch, std::int64_t batches, std::int64_t result_ms,
-           const std::string& times) {
-  if (task_spec.empty()) throw UsageError("--task is required");
+           const std::string& task_spec, const std::string& input, const std::string& output, std::int64_t micro_batch,
+           std::int64_t batches, std::int64_t result_ms, const std::string& times) {
+  if (task_spec.empty() == input.empty()) throw UsageError("give either --task (a test split) or --input FILE");
   if (micro_batch < 1 || batches < 1) throw UsageError("--micro-batch and --batches must be >= 1");
   sp::SourceOptions so;
   so.bind_address = bind;
@@ -222,32 +223,49 @@ int source(Common& c, Hop& hop, std::uint16_t port, const std::string& bind, con
     std::tie(a.host, a.port) = host_port(item.substr(at + 1), "stages");
     so.stages.push_back(a);
   }
-  const std::int64_t max_len = c.checkpoint.empty() ? c.mc.max_len : t::checkpoint_config(c.checkpoint).max_len;
-  auto task = t::make_task(task_spec, max_len);
-  const auto n = static_cast<std::int64_t>(task->size(t::Split::test));
   std::vector<sp::MicroBatch> in;
-  std::vector<at::Tensor> labels;
-  for (std::int64_t b = 0; b < batches; ++b) {
-    std::vector<std::int64_t> idx;
-    for (std::int64_t i = 0; i < micro_batch; ++i) idx.push_back((b * micro_batch + i) % n);
-    auto tb = task->batch(t::Split::test, idx);
-    in.push_back({tb.x, tb.mask});
-    labels.push_back(tb.labels);
+  std::vector<at::Tensor> labels;  // with --task only
+  if (!input.empty()) {
+    // Every row of the file, in micro-batches (the last may be smaller).
+    const at::Tensor x = seam::compression::load_tensor_file(input);
+    if (x.dim() < 1 || x.size(0) < 1) throw std::runtime_error("--input '" + input + "' holds no rows");
+    for (std::int64_t b = 0; b < x.size(0); b += micro_batch)
+      in.push_back({x.slice(0, b, std::min(b + micro_batch, x.size(0))), {}});
+  } else {
+    const std::int64_t max_len = c.checkpoint.empty() ? c.mc.max_len : t::checkpoint_config(c.checkpoint).max_len;
+    auto task = t::make_task(task_spec, max_len);
+    const auto n = static_cast<std::int64_t>(task->size(t::Split::test));
+    for (std::int64_t b = 0; b < batches; ++b) {
+      std::vector<std::int64_t> idx;
+      for (std::int64_t i = 0; i < micro_batch; ++i) idx.push_back((b * micro_batch + i) % n);
+      auto tb = task->batch(t::Split::test, idx);
+      in.push_back({tb.x, tb.mask});
+      labels.push_back(tb.labels);
+    }
   }
   signal(SIGPIPE, SIG_IGN);
   sp::PipelineSource src(so);
   src.start();
   std::fprintf(stderr, "seam-stage source: results on port %u, %lld micro-batches of %lld\n",
-               static_cast<unsigned>(src.port()), static_cast<long long>(batches), static_cast<long long>(micro_batch));
+               static_cast<unsigned>(src.port()), static_cast<long long>(in.size()), static_cast<long long>(micro_batch));
   const double start_unix = unix_seconds();
   const auto r = src.run(in);
   std::int64_t correct = 0, total = 0;
   std::vector<double> latency;
-  for (std::size_t i = 0; i < r.logits.size(); ++i) {
-    correct += r.logits[i].argmax(1).eq(labels[i]).sum().item<std::int64_t>();
-    total += labels[i].size(0);
-    latency.push_back(r.done_s[i] - r.sent_s[i]);
+  std::ofstream predictions;
+  if (!output.empty()) {
+    predictions.open(output);
+    if (!predictions) throw std::runtime_error("cannot write --output '" + output + "'");
   }
+  for (std::size_t i = 0; i < r.logits.size(); ++i) {
+    const at::Tensor classes = r.logits[i].argmax(1);
+    if (!labels.empty()) correct += classes.eq(labels[i]).sum().item<std::int64_t>();
+    total += classes.size(0);
+    latency.push_back(r.done_s[i] - r.sent_s[i]);
+    for (std::int64_t k = 0; predictions.is_open() && k < classes.size(0); ++k) predictions << classes[k].item<std::int64_t>() << '\n';
+  }
+  char accuracy[32] = "null";
+  if (!labels.empty()) std::snprintf(accuracy, sizeof accuracy, "%.4f", static_cast<double>(correct) / static_cast<double>(total));
   if (!times.empty()) {
     std::ofstream f(times);
     f << "batch\tsent_s\tdone_s\n";
@@ -256,12 +274,12 @@ int source(Common& c, Hop& hop, std::uint16_t port, const std::string& bind, con
   std::sort(latency.begin(), latency.end());
   // Steady-state throughput: from the first result to the last.
   const double span = r.done_s.back() - r.done_s.front();
-  const double steady = r.logits.size() > 1 && span > 0 ? static_cast<double>(total - labels.front().size(0)) / span : 0;
+  const double steady = r.logits.size() > 1 && span > 0 ? static_cast<double>(total - r.logits.front().size(0)) / span : 0;
   std::printf("{\"batches\": %zu, \"samples\": %lld, \"seconds\": %.3f, \"samples_per_s\": %.1f, "
-              "\"steady_samples_per_s\": %.1f, \"latency_ms_p50\": %.2f, \"latency_ms_max\": %.2f, \"accuracy\": %.4f, "
+              "\"steady_samples_per_s\": %.1f, \"latency_ms_p50\": %.2f, \"latency_ms_max\": %.2f, \"accuracy\": %s, "
               "\"start_unix_s\": %.3f}\n",
               r.logits.size(), static_cast<long long>(total), r.seconds, static_cast<double>(total) / r.seconds, steady,
-              latency[latency.size() / 2] * 1e3, latency.back() * 1e3, static_cast<double>(correct) / static_cast<double>(total), start_unix);
+              latency[latency.size() / 2] * 1e3, latency.back() * 1e3, accuracy, start_unix);
   return 0;
 }
 
@@ -315,7 +333,7 @@ int plan(const std::string& profile_path, const std::string& fleet_path, bool br
 int main(int argc, char** argv) {
   Common c;
   Hop hop;
-  std::string config, name, bind = "127.0.0.1", blocks, log, stages, task, times, out, codec_profile, profile_path, fleet;
+  std::string config, name, bind = "127.0.0.1", blocks, log, stages, task, input, output, times, out, codec_profile, profile_path, fleet;
   int port = 0, queue = 4, repeats = 5;
   std::int64_t micro_batch = 8, batches = 20, result_ms = 15000, seq_len = 0;
   po::options_description opts("Options");
@@ -328,6 +346,8 @@ int main(int argc, char** argv) {
       "first", po::value<std::string>(), "source: HOST:PORT of stage 1")(
       "stages", po::value(&stages), "source: NAME@HOST:PORT,... for health checks")(
       "task", po::value(&task), "source: fashion-mnist | fortunes-language | ... (test split)")(
+      "input", po::value(&input), "source: a tensor file (torch.save or .npy), rows sent in micro-batches")(
+      "output", po::value(&output), "source: write each sample's predicted class, one per line")(
       "micro-batch", po::value(&micro_batch)->default_value(8), "source, profile: samples per micro-batch")(
       "batches", po::value(&batches)->default_value(20), "source: micro-batches to send")(
       "result-timeout-ms", po::value(&result_ms)->default_value(15000), "source: no result this long = stalled")(
@@ -355,7 +375,8 @@ int main(int argc, char** argv) {
     if (cmd == "source") {
       if (vm.count("first")) hop.next = vm["first"].as<std::string>();
       if (hop.next_name.empty() && !stages.empty()) hop.next_name = stages.substr(0, stages.find('@'));
-      return source(c, hop, static_cast<std::uint16_t>(port), bind, stages, task, micro_batch, batches, result_ms, times);
+      return source(c, hop, static_cast<std::uint16_t>(port), bind, stages, task, input, output, micro_batch, batches,
+                    result_ms, times);
     }
     if (cmd == "profile") return profile(c, micro_batch, codec_profile, repeats, seq_len, out);
     if (cmd == "plan") return plan(profile_path, fleet, vm.count("brute-force") > 0);
