@@ -2,8 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -58,8 +60,14 @@ std::uint64_t Client::join() {
   co.connect_timeout = st::Millis(opts_.connect_timeout_ms);
   co.stall_timeout = st::Millis(opts_.stall_timeout_ms);
   co.max_attempts = opts_.max_attempts;
-  co.backoff_initial = st::Millis(opts_.backoff_initial_ms);
-  co.backoff_max = st::Millis(opts_.backoff_max_ms);
+  // Jitter: each client draws its first reconnect delay in [0.5, 1.5] x
+  // backoff-initial-ms (the transport doubles it up to the cap), so clients
+  // cut off together do not come back in lockstep. Own generator, no global RNG.
+  std::mt19937_64 gen{std::random_device{}()};
+  const auto first = std::max<std::int64_t>(
+      1, std::llround(double(opts_.backoff_initial_ms) * std::uniform_real_distribution<double>(0.5, 1.5)(gen)));
+  co.backoff_initial = st::Millis(first);
+  co.backoff_max = st::Millis(std::max(first, opts_.backoff_max_ms));
   link_ = std::make_unique<ss::TlsLink>(co);
   const std::string dir = opts_.resolved_job_dir();
   if (!std::filesystem::exists(dir)) {

@@ -25,7 +25,8 @@ struct EdgeOptions {
   std::string client_id = "edge";         // names this app instance inside the client's identity
   std::uint64_t checkpoint_every = 0;     // steps between coordinated checkpoints (0: none)
   int keep_checkpoints = 3;
-  // Reconnection: capped exponential backoff with jitter (the transport's).
+  // Reconnection: the transport's capped exponential backoff, from a first
+  // delay each client draws in [0.5, 1.5] x backoff_initial_ms (jitter).
   std::int64_t connect_timeout_ms = 10000;
   std::int64_t stall_timeout_ms = 20000;
   int max_attempts = 6;
