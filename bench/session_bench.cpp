@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "seam/session/job.hpp"
+#include "bench_util.hpp"
 #include "seam/session/links.hpp"
 #include "seam/training/threads.hpp"
 
@@ -24,19 +25,8 @@ namespace st = seam::transport;
 
 namespace {
 
-t::TaskBatch batch_of(std::uint64_t k) {
-  auto g = at::make_generator<at::CPUGeneratorImpl>(1000 + k);
-  t::TaskBatch b;
-  b.x = at::randn({32, 1, 28, 28}, g);
-  b.labels = at::randint(0, 10, {32}, g, at::kLong);
-  for (std::int64_t i = 0; i < 32; ++i) b.ids.push_back((static_cast<std::int64_t>(k) * 32 + i) % 1024);
-  return b;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using seam::bench::batch_of;
+using seam::bench::median;
 
 // Times `steps` steps of a fresh edge session over `link`.
 std::vector<double> run(const ss::PreparedJob& job, ss::SessionLink& link, int steps, std::uint64_t& bytes) {

@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <boost/program_options.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -26,7 +28,8 @@ const char* kUsage =
     "(each must be prepared) and trains them with the edge clients that join over mutual TLS: a client\n"
     "may join a job only if its certificate subject is on the job's `allow` list. Sessions checkpoint\n"
     "into STATE_DIR/NAME/sessions; a restarted server resumes them. SIGTERM or SIGINT lets in-flight\n"
-    "steps finish, saves every session and exits 0.\n"
+    "steps finish, saves every session and exits 0. Log lines (key=value) go to stderr; with\n"
+    "--metrics-port, Prometheus metrics are served on http://METRICS_ADDRESS:PORT/metrics.\n"
     "Options may also come from --config FILE (key = value lines, same names as the flags).\n";
 
 }  // namespace
@@ -36,7 +39,7 @@ int main(int argc, char** argv) {
   auto& s = so.server;
   std::int64_t stall_ms = s.stall_timeout.count(), idle_ms = s.idle_timeout.count(),
                keepalive_ms = s.keepalive_interval.count();
-  std::string config;
+  std::string config, log_level = "info";
   std::vector<std::string> args;
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("config", po::value(&config), "key = value file with these options")(
@@ -53,7 +56,10 @@ int main(int argc, char** argv) {
       "idle-timeout-ms", po::value(&idle_ms)->default_value(idle_ms), "cut a connection idle between requests this long")(
       "keepalive-ms", po::value(&keepalive_ms)->default_value(keepalive_ms), "Working notices while a step computes (0 = none)")(
       "max-metadata", po::value(&s.limits.max_metadata)->default_value(s.limits.max_metadata), "bytes of metadata per frame")(
-      "max-payload", po::value(&s.limits.max_payload)->default_value(s.limits.max_payload), "bytes of tensors per frame");
+      "max-payload", po::value(&s.limits.max_payload)->default_value(s.limits.max_payload), "bytes of tensors per frame")(
+      "metrics-port", po::value(&so.metrics_port)->default_value(-1), "Prometheus /metrics port (-1 = off, 0 = any free port)")(
+      "metrics-address", po::value(&so.metrics_address)->default_value("127.0.0.1"), "address of the /metrics endpoint")(
+      "log-level", po::value(&log_level)->default_value("info"), "trace | debug | info | warn | error | off (debug logs every step)");
   po::options_description hidden;
   hidden.add_options()("args", po::value(&args));
   po::options_description all;
@@ -85,6 +91,14 @@ int main(int argc, char** argv) {
     if (stall_ms < 1) throw std::invalid_argument("--stall-timeout-ms must be >= 1");
     if (idle_ms < 1) throw std::invalid_argument("--idle-timeout-ms must be >= 1");
     if (keepalive_ms < 0) throw std::invalid_argument("--keepalive-ms must be >= 0");
+    const auto level = spdlog::level::from_str(log_level);
+    if (level == spdlog::level::off && log_level != "off")
+      throw std::invalid_argument("--log-level '" + log_level + "': expected trace, debug, info, warn, error or off");
+    // Not registered in spdlog's global registry: the service gets it passed in.
+    so.log = std::make_shared<spdlog::logger>("seam-cloud", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    so.log->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z level=%l %v");
+    so.log->set_level(level);
+    so.log->flush_on(spdlog::level::trace);
     s.stall_timeout = seam::transport::Millis(stall_ms);
     s.idle_timeout = seam::transport::Millis(idle_ms);
     s.keepalive_interval = seam::transport::Millis(keepalive_ms);
@@ -103,6 +117,8 @@ int main(int argc, char** argv) {
     std::string names;
     for (const auto& j : service.jobs()) names += (names.empty() ? "" : ", ") + j;
     std::printf("seam-cloud: serving jobs %s on %s:%u\n", names.c_str(), s.bind_address.c_str(), unsigned(service.port()));
+    if (service.metrics_port() >= 0)
+      std::printf("seam-cloud: metrics on http://%s:%d/metrics\n", so.metrics_address.c_str(), service.metrics_port());
     std::fflush(stdout);
     int sig = 0;
     sigwait(&set, &sig);

@@ -18,6 +18,8 @@ std::vector<std::string> validate(const ServiceOptions& o) {
   }
   if (o.jobs_dir.empty()) errors.emplace_back("--jobs-dir is empty");
   if (o.state_dir.empty()) errors.emplace_back("--state-dir is empty");
+  if (o.metrics_port < -1 || o.metrics_port > 65535) errors.emplace_back("--metrics-port must be -1 (off) or 0..65535");
+  if (o.metrics_port >= 0 && o.metrics_address.empty()) errors.emplace_back("--metrics-address is empty");
   return errors;
 }
 

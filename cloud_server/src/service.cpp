@@ -1,8 +1,12 @@
 #include "seam/cloud_server/service.hpp"
 
 #include <boost/program_options.hpp>
+#include <httplib.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -54,7 +58,8 @@ po::options_description job_keys(JobDef& j, std::string& task) {
       "policy", po::value(&j.policy)->default_value("per-client"), "")(
       "allow", po::value(&j.allow)->composing(), "a certificate subject that may join (repeatable)")(
       "checkpoint-every", po::value(&j.checkpoint_every)->default_value(0), "")(
-      "keep-checkpoints", po::value(&j.keep_checkpoints)->default_value(3), "");
+      "keep-checkpoints", po::value(&j.keep_checkpoints)->default_value(3), "")(
+      "max-sessions", po::value(&j.max_sessions)->default_value(64), "sessions kept in memory (least recently used saved and dropped)");
   return d;
 }
 
@@ -87,6 +92,7 @@ JobDef read_job_file(const std::string& path) {
     refuse(path, "a job name (the file name) may hold only letters, digits, '-', '_' and '.'");
   if (j.policy != "per-client" && j.policy != "shared")
     refuse(path, "policy '" + j.policy + "': expected per-client (each client trains its own cloud half) or shared (one cloud half for every client)");
+  if (j.max_sessions < 1) refuse(path, "max-sessions must be at least 1");
   if (j.allow.empty()) refuse(path, "no 'allow' line: name the certificate subjects that may join, e.g. allow = CN=edge-1");
   if (j.spec.model.classes <= 0) {
     if (task.empty()) refuse(path, "give 'classes' or a 'task' to take them from");
@@ -114,6 +120,13 @@ ss::PreparedJob prepare(const JobDef& job, const std::string& state_dir) {
   ss::prepare_job(job.spec, dir);
   return ss::load_job(dir);
 }
+
+// The /metrics endpoint: cpp-httplib on its own thread.
+struct Service::Http {
+  httplib::Server server;
+  std::thread thread;
+  int port = -1;
+};
 
 Service::Service(ServiceOptions o) : opts_(std::move(o)) {
   auto problems = validate(opts_);
@@ -143,6 +156,7 @@ Service::Service(ServiceOptions o) : opts_(std::move(o)) {
     job.sessions = std::make_unique<ss::CloudSessions>(
         std::move(prepared), (fs::path(opts_.state_dir) / job.def.name / "sessions").string(), so,
         job.def.policy == "shared");
+    job.sessions->set_max_sessions(static_cast<std::size_t>(job.def.max_sessions));
     jobs_.emplace(job.def.name, std::move(job));
   }
 }
@@ -150,15 +164,56 @@ Service::Service(ServiceOptions o) : opts_(std::move(o)) {
 Service::~Service() { stop(); }
 
 void Service::start() {
-  server_ = std::make_unique<st::Server>(opts_.server, [this](const st::PeerInfo& p, st::Message&& m) {
+  auto so = opts_.server;
+  so.on_refusal = [this](const st::PeerInfo& p, std::error_code ec, const std::string& why) {
+    metrics_.refusal(ec);
+    if (opts_.log)
+      opts_.log->warn("event=connection_refused peer=\"{}\" address={} kind={} reason=\"{}\"", p.identity, p.address,
+                      error_kind(static_cast<std::uint32_t>(ec.value())), why);
+  };
+  server_ = std::make_unique<st::Server>(so, [this](const st::PeerInfo& p, st::Message&& m) {
     return handle(p, std::move(m));
   });
   server_->start();
+  if (opts_.metrics_port >= 0) {
+    http_ = std::make_unique<Http>();
+    http_->server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    http_->port = opts_.metrics_port == 0 ? http_->server.bind_to_any_port(opts_.metrics_address)
+                                          : (http_->server.bind_to_port(opts_.metrics_address, opts_.metrics_port)
+                                                 ? opts_.metrics_port
+                                                 : -1);
+    if (http_->port < 0) {
+      server_->stop();
+      throw std::invalid_argument("--metrics-port: cannot listen on " + opts_.metrics_address + ":" +
+                                  std::to_string(opts_.metrics_port));
+    }
+    http_->thread = std::thread([h = http_.get()] { h->server.listen_after_bind(); });
+  }
+  if (opts_.log)
+    opts_.log->info("event=started port={} metrics_port={} jobs={}", port(), metrics_port(), jobs_.size());
+}
+
+int Service::metrics_port() const { return http_ ? http_->port : -1; }
+
+std::string Service::metrics_text() const {
+  std::map<std::string, std::size_t> sessions;
+  for (const auto& [name, job] : jobs_) sessions[name] = job.sessions->size();
+  return metrics_.render(sessions);
 }
 
 void Service::stop() {
+  if (http_) {
+    http_->server.stop();
+    if (http_->thread.joinable()) http_->thread.join();
+    http_.reset();
+  }
   if (server_) server_->stop();
-  for (auto& [name, job] : jobs_) job.sessions->save_all();
+  std::size_t saved = 0;
+  for (auto& [name, job] : jobs_) saved += job.sessions->save_all();
+  if (opts_.log && server_) opts_.log->info("event=stopped saved_checkpoints={}", saved);
+  server_.reset();
 }
 
 std::uint16_t Service::port() const { return server_ ? server_->port() : 0; }
@@ -193,10 +248,36 @@ const Service::Job* Service::admit(const st::PeerInfo& peer, const std::string& 
 }
 
 st::Message Service::handle(const st::PeerInfo& peer, st::Message&& m) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto type = m.type();
+  const Metrics::Request req = Metrics::measure(m);
+  std::string job;
+  st::Message reply = route(peer, std::move(m), job);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  metrics_.record(job, req, reply, seconds);
+  if (auto* log = opts_.log.get()) {
+    if (const auto* e = reply.as<st::ErrorInfo>()) {
+      log->warn("event=refused job=\"{}\" peer=\"{}\" request={} kind={} reason=\"{}\"", job, peer.identity,
+                st::to_string(type), error_kind(e->code), e->text);
+    } else if (const auto* w = reply.as<st::Welcome>()) {
+      log->info("event=joined job=\"{}\" peer=\"{}\" address={} session={} next_step={} resumed={}", job, peer.identity,
+                peer.address, w->session_id, w->next_step, w->resumed);
+    } else if (const auto* b = reply.as<st::Backward>()) {
+      log->debug("event=step job=\"{}\" peer=\"{}\" step={} loss={} seconds={:.4f}", job, peer.identity, b->step_id,
+                 b->loss, seconds);
+    } else if (const auto* c = reply.as<st::CheckpointAck>()) {
+      log->info("event=checkpoint job=\"{}\" peer=\"{}\" step={} path=\"{}\"", job, peer.identity, c->step_id, c->path);
+    }
+  }
+  return reply;
+}
+
+st::Message Service::route(const st::PeerInfo& peer, st::Message&& m, std::string& job) {
   std::string name;
   st::Message refusal;
   if (const auto* f = m.as<st::Fetch>()) {  // no session: the job's list decides
     const Job* j = admit(peer, f->job, "fetch", refusal);
+    if (j) job = f->job;
     return j ? ss::serve_fetch(j->sessions->job(), *f) : refusal;
   }
   if (const auto* h = m.as<st::Hello>()) {
@@ -209,6 +290,7 @@ st::Message Service::handle(const st::PeerInfo& peer, st::Message&& m) {
       return ss::error_message(ss::SessionErrc::no_session, std::string("send Hello before ") + st::to_string(m.type()));
     name = it->second;
   }
+  job = name;
   auto reply = jobs_.at(name).sessions->handle(peer, std::move(m));
   if (reply.as<st::Welcome>()) {
     std::lock_guard<std::mutex> l(mu_);

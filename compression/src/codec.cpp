@@ -1,5 +1,6 @@
 // Codec chains: spec parsing and the self-describing message format.
 #include "seam/compression/codec.hpp"
+#include "seam/compression/message_info.hpp"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -379,6 +380,10 @@ at::Tensor decode_message(const std::uint8_t* data, std::size_t size, CodecConte
 
 std::string message_spec(const std::uint8_t* data, std::size_t size) {
   return detail::join_spec(detail::parse_message(data, size, /*copy_parts=*/false).stages);
+}
+
+std::vector<std::int64_t> message_shape(const std::uint8_t* data, std::size_t size) {
+  return detail::parse_message(data, size, /*copy_parts=*/false).shape;
 }
 
 }  // namespace seam::compression

@@ -261,6 +261,7 @@ st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
     auto it = sessions_.find(peer.session_key);
     if (it != sessions_.end()) {
       s = it->second;
+      last_used_[peer.session_key] = ++tick_;
     } else {
       const auto* h = m.as<st::Hello>();
       if (!h)
@@ -271,6 +272,11 @@ st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
       } catch (const SessionError& e) {
         return error_message(e.code(), e.what());
       }
+      if (max_sessions_ > 0 && sessions_.size() >= max_sessions_ && !evict_one()) {
+        return error_message(SessionErrc::handler_failed,
+                             "cannot open the session: " + std::to_string(max_sessions_) +
+                                 " sessions of this job are open and busy (max-sessions); try again later");
+      }
       SessionOptions o = base_;
       o.state_dir = root_.empty() ? "" : root_ + "/" + sha256_hex(peer.session_key).substr(0, 24);
       try {
@@ -280,9 +286,37 @@ st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
       }
       if (on_create) on_create(*s);
       sessions_[peer.session_key] = s;
+      last_used_[peer.session_key] = ++tick_;
     }
   }
   return s->handle(std::move(m));
+}
+
+void CloudSessions::set_max_sessions(std::size_t n) {
+  std::lock_guard<std::mutex> l(mu_);
+  max_sessions_ = n;
+}
+
+// Under mu_: saves and drops the least recently used idle session. Only
+// sessions with a state folder can go (their clients resume from it).
+bool CloudSessions::evict_one() {
+  if (root_.empty()) return false;
+  std::string victim;
+  std::uint64_t oldest = 0;
+  for (const auto& [key, s] : sessions_) {
+    if (s.use_count() > 1) continue;  // a request is using it
+    const auto used = last_used_[key];
+    if (victim.empty() || used < oldest) {
+      victim = key;
+      oldest = used;
+    }
+  }
+  if (victim.empty()) return false;
+  sessions_[victim]->save_now();
+  sessions_.erase(victim);
+  last_used_.erase(victim);
+  ++evicted_;
+  return true;
 }
 
 std::size_t CloudSessions::save_all() {

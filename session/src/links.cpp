@@ -122,11 +122,19 @@ t::StepReply TlsLink::exchange(const t::StepRequest& r) {
 st::Welcome TlsLink::hello(const st::Hello& h) {
   hello_ = h;
   spec_ = codecs_of(h);
+  st::Message hm, wm;
+  hm.body = h;
   try {
-    return client_->connect(h);
+    wm.body = client_->connect(h);
   } catch (const st::TransportError& e) {
     rethrow(e);
   }
+  // Counted like every other exchange (the in-process link's too); Hellos
+  // that automatic reconnects re-send are the client's and not counted.
+  ++stats_.exchanges;
+  count(st::encode_frame(hm, 0), stats_.bytes_up, stats_.up);
+  count(st::encode_frame(wm, 0), stats_.bytes_down, stats_.down);
+  return std::get<st::Welcome>(wm.body);
 }
 
 at::Tensor TlsLink::infer(const InferRequest& r) { return parse_infer_reply(request(infer_message(r)), r); }

@@ -380,4 +380,159 @@ TEST(CloudService, FourClientsShareOneCloudHalfWhileSixteenTrainTheirOwn) {
   EXPECT_EQ(own.applied(), kOwn * kSteps);
 }
 
+// Runs a shell command and returns its stdout.
+std::string sh(const std::string& cmd) {
+  std::string out;
+  if (FILE* f = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    ::pclose(f);
+  }
+  return out;
+}
+
+// The value of one sample line of a Prometheus text page (-1 when absent).
+double sample(const std::string& page, const std::string& series) {
+  const auto at = page.find("\n" + series + " ");
+  return at == std::string::npos ? -1 : std::stod(page.substr(at + series.size() + 2));
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// seam-cloud as a process, against bad peers and a good client at once:
+// each refusal has its reason (an Error message where the peer can read one,
+// a log line always), /metrics counts them, and the good client trains on.
+TEST(CloudService, TheProgramRefusesBadPeersWithReasonsAndItsMetricsAgreeWithTheClient) {
+  Fixture fx;
+  const std::string pki = ss::test::pki_dir(), log = fx.root + "/cloud.log";
+  std::vector<std::string> lines;
+  const pid_t pid = ss::test::spawn_reading_lines(
+      {SEAM_CLOUD_BIN, "serve", "--cert", pki + "/server.pem", "--key", pki + "/server.key", "--client-ca", pki + "/ca.pem",
+       "--jobs-dir", fx.root + "/jobs", "--state-dir", fx.root + "/state", "--port", "0", "--metrics-port", "0",
+       "--stall-timeout-ms", "1500", "--log-level", "debug"},
+      2, lines, log);
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      if (pid <= 0) return;
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{pid};
+  ASSERT_EQ(lines.size(), 2u);
+  ASSERT_NE(lines[1].find("seam-cloud: metrics on http://127.0.0.1:"), std::string::npos) << lines[1];
+  const std::string port = lines[0].substr(lines[0].rfind(':') + 1);
+  const std::string mport = lines[1].substr(lines[1].rfind(':') + 1, lines[1].rfind('/') - lines[1].rfind(':') - 1);
+
+  auto job = ss::load_job(sc::prepared_dir(fx.root + "/state", "vit"));
+  ss::EdgeSession edge(job, edge_options("vit"));
+  ss::TlsLink link(ss::test::client_options(pki, static_cast<std::uint16_t>(std::stoi(port))));
+  edge.connect(link, "good");
+  std::vector<t::StepMetrics> steps;
+  auto train = [&](int n) {
+    for (int i = 0; i < n; ++i) steps.push_back(*edge.train_step(link, ss::test::batch_of(edge.step())));
+  };
+
+  const std::string tls = "timeout 20 openssl s_client -quiet -connect 127.0.0.1:" + port + " -CAfile " + pki + "/ca.pem";
+  const std::string with_cert = tls + " -cert " + pki + "/client.pem -key " + pki + "/client.key";
+  // A peer that stalls inside a frame: a header that promises 100 bytes of metadata, then 5 bytes, then nothing.
+  std::thread stall([&] {
+    sh("(printf 'SEAM\\003\\000\\001\\000\\011\\000\\000\\000\\144\\000\\000\\000'; printf '\\000%.0s' $(seq 16); "
+       "printf abcde; sleep 6) | " + with_cert + " >/dev/null 2>&1");
+  });
+  train(4);
+  const auto garbage = sh("printf 'this is not a frame, just bytes after the handshake....' | " + with_cert + " 2>/dev/null");
+  EXPECT_NE(garbage.find("bad frame magic"), std::string::npos) << "the peer reads why";
+  sh("timeout 20 bash -c 'exec 3<>/dev/tcp/127.0.0.1/" + port +
+     "; printf \"GET / HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3' >/dev/null 2>&1");  // plaintext
+  sh("printf x | " + tls + " >/dev/null 2>&1");                                 // openssl s_client without a certificate
+  auto closed = ss::load_job(sc::prepared_dir(fx.root + "/state", "closed"));
+  ss::EdgeSession outsider(closed, edge_options("closed")), wrong(closed, edge_options("vit")),
+      lost(job, edge_options("nope"));
+  const auto p = static_cast<std::uint16_t>(std::stoi(port));
+  EXPECT_NE(refused(outsider, p, "x").find("'CN=edge-1' may not join job 'closed'"), std::string::npos);
+  EXPECT_NE(refused(wrong, p, "x").find("not this job: field 'model.seed' differs"), std::string::npos);
+  EXPECT_NE(refused(lost, p, "x").find("job 'nope' is not served here"), std::string::npos);
+  train(4);
+  stall.join();
+  ASSERT_EQ(steps.size(), 8u);
+
+  const auto page = sh("timeout 20 bash -c 'exec 3<>/dev/tcp/127.0.0.1/" + mport +
+                       "; printf \"GET /metrics HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3'");
+  ASSERT_NE(page.find("200 OK"), std::string::npos) << page;
+  const auto stats = link.stats();
+  std::uint64_t act = 0, grad = 0;
+  for (const auto& m : steps) {
+    act += m.up.tensor;
+    grad += m.down.tensor;
+  }
+  EXPECT_EQ(sample(page, "seam_steps_total{job=\"vit\"}"), 8);
+  EXPECT_EQ(sample(page, "seam_sessions{job=\"vit\"}"), 1);
+  EXPECT_EQ(sample(page, "seam_bytes_up_total{job=\"vit\"}"), double(stats.bytes_up));
+  EXPECT_EQ(sample(page, "seam_bytes_down_total{job=\"vit\"}"), double(stats.bytes_down));
+  EXPECT_EQ(sample(page, "seam_activation_bytes_total{job=\"vit\"}"), double(act));
+  EXPECT_EQ(sample(page, "seam_gradient_bytes_total{job=\"vit\"}"), double(grad));
+  EXPECT_EQ(sample(page, "seam_step_seconds_count{job=\"vit\"}"), 8);
+  EXPECT_EQ(sample(page, "seam_step_seconds_bucket{job=\"vit\",le=\"+Inf\"}"), 8);
+  for (const char* kind : {"not_allowed", "job_mismatch", "unknown_job", "bad_magic", "timeout"})
+    EXPECT_EQ(sample(page, std::string("seam_errors_total{kind=\"") + kind + "\"}"), 1) << kind << "\n" << page;
+  EXPECT_EQ(sample(page, "seam_errors_total{kind=\"tls_failure\"}"), 2) << "plaintext and no certificate";
+
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  reap.pid = 0;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(count_of(text, "event=step job=\"vit\""), 8u) << text;
+  EXPECT_EQ(count_of(text, "kind=tls_failure"), 2u) << text;
+  EXPECT_NE(text.find("peer did not return a certificate"), std::string::npos) << text;
+  EXPECT_NE(text.find("kind=bad_magic reason=\"bad frame magic\""), std::string::npos) << text;
+  EXPECT_NE(text.find("kind=timeout"), std::string::npos) << text;
+  EXPECT_NE(text.find("kind=not_allowed reason=\"hello refused: 'CN=edge-1' may not join job 'closed'\""), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("event=stopped"), std::string::npos) << text;
+}
+
+// The shared half's own checkpoints: a restarted registry resumes the half,
+// its optimizer and the count of steps every session applied; a session cap
+// saves and drops the least recently used idle session, whose client resumes.
+TEST(CloudService, TheSharedHalfResumesFromItsCheckpointAndACapEvictsIdleSessions) {
+  auto root = ss::test::temp_dir("shared");
+  const auto spec = ss::test::test_job(false);
+  ss::prepare_job(spec, root + "/job");
+  const auto job = ss::load_job(root + "/job");
+  ss::SessionOptions base;
+  std::string before;
+  {
+    ss::CloudSessions cloud(job, root + "/sessions", base, /*shared=*/true);
+    cloud.set_max_sessions(1);
+    st::Server server(ss::test::server_options(ss::test::pki_dir()),
+                      [&](const st::PeerInfo& p, st::Message&& m) { return cloud.handle(p, std::move(m)); });
+    server.start();
+    for (int c = 0; c < 2; ++c) {  // two clients, one after the other: the second evicts the first
+      ss::EdgeSession edge(job, {});
+      ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), server.port()));
+      edge.connect(link, "c" + std::to_string(c));
+      for (int k = 0; k < 3; ++k) ASSERT_TRUE(edge.train_step(link, ss::test::batch_of(k)));
+    }
+    EXPECT_EQ(cloud.evicted(), 1u);
+    EXPECT_EQ(cloud.size(), 1u);
+    EXPECT_EQ(cloud.shared()->steps(), 6u);
+    server.stop();
+    EXPECT_EQ(cloud.save_all(), 2u) << "the open session and the shared half";
+    before = ss::weights_sha256(cloud.shared()->half());
+  }
+  ss::CloudSessions again(job, root + "/sessions", base, true);
+  EXPECT_EQ(again.shared()->steps(), 6u);
+  EXPECT_EQ(ss::weights_sha256(again.shared()->half()), before);
+  fs::remove_all(root);
+}
+
 }  // namespace

@@ -2,6 +2,7 @@
 // Shared by the session tests and their server program: a PKI made at test
 // time, prepared test jobs, deterministic batches and a TLS server of sessions.
 #include <ATen/CPUGeneratorImpl.h>
+#include <fcntl.h>
 #include <spawn.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -22,13 +23,19 @@ namespace seam::session::test {
 
 // Starts args[0] with args, its stdout a pipe; reads its first line into
 // `line` (the program announces itself there), then closes the pipe.
-inline pid_t spawn_reading_first_line(std::vector<std::string> args, std::string& line) {
+// Starts a program and reads the first `n` lines of its stdout (then closes
+// the pipe: the program must not die of a closed stdout). With `stderr_path`
+// its stderr goes to that file.
+inline pid_t spawn_reading_lines(std::vector<std::string> args, int n, std::vector<std::string>& lines,
+                                 const std::string& stderr_path = "") {
   int out[2];
   if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, out[1], 1);
   posix_spawn_file_actions_addclose(&fa, out[0]);
+  if (!stderr_path.empty())
+    posix_spawn_file_actions_addopen(&fa, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   std::vector<char*> argv;
   for (auto& x : args) argv.push_back(x.data());
   argv.push_back(nullptr);
@@ -36,11 +43,26 @@ inline pid_t spawn_reading_first_line(std::vector<std::string> args, std::string
   const int rc = posix_spawn(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   ::close(out[1]);
-  line.clear();
+  lines.assign(1, "");
   char ch;
-  while (rc == 0 && ::read(out[0], &ch, 1) == 1 && ch != '\n') line += ch;
+  while (rc == 0 && ::read(out[0], &ch, 1) == 1) {
+    if (ch != '\n') {
+      lines.back() += ch;
+    } else if (static_cast<int>(lines.size()) == n) {
+      break;
+    } else {
+      lines.emplace_back();
+    }
+  }
   ::close(out[0]);
   if (rc != 0) throw std::runtime_error("cannot start " + args[0]);
+  return pid;
+}
+
+inline pid_t spawn_reading_first_line(std::vector<std::string> args, std::string& line) {
+  std::vector<std::string> lines;
+  const pid_t pid = spawn_reading_lines(std::move(args), 1, lines);
+  line = lines.front();
   return pid;
 }
 

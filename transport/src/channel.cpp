@@ -307,8 +307,10 @@ struct Session : std::enable_shared_from_this<Session> {
     watch_timer.expires_after(d > now ? d - now : Clock::duration::zero());
     watch_timer.async_wait([self = shared_from_this()](std::error_code ec) {
       if (ec) return;
-      if (self->watch.check(self->clock().now()) != ProgressWatch::Verdict::ok)
+      if (self->watch.check(self->clock().now()) != ProgressWatch::Verdict::ok) {
+        self->report(make_error_code(Errc::timeout), "no progress within the time allowed (stall, idle or handshake timeout)");
         return self->fail(make_error_code(Errc::timeout));
+      }
       self->schedule_watch();
     });
   }
@@ -317,7 +319,14 @@ struct Session : std::enable_shared_from_this<Session> {
     const auto now = clock().now();
     watch.progress(now);
     // A simulated clock can pass a hard deadline between two wake-ups.
-    if (watch.check(now) == ProgressWatch::Verdict::overdue) fail(make_error_code(Errc::timeout));
+    if (watch.check(now) == ProgressWatch::Verdict::overdue) {
+      report(make_error_code(Errc::timeout), "frame overdue (below the minimum rate or past io_timeout)");
+      fail(make_error_code(Errc::timeout));
+    }
+  }
+
+  void report(std::error_code ec, const std::string& why) {
+    if (srv->opts.on_refusal) srv->opts.on_refusal(peer, ec, why);
   }
 
   void fail(std::error_code ec) {
@@ -342,7 +351,10 @@ struct Session : std::enable_shared_from_this<Session> {
     const auto now = clock().now();
     watch_for(now, Millis(0), detail::after(now, srv->opts.handshake_timeout));
     stream.tls->async_handshake(true, [self = shared_from_this(), over_capacity](std::error_code ec) {
-      if (ec) return self->fail(make_error_code(Errc::tls_failure));
+      if (ec) {
+        self->report(make_error_code(Errc::tls_failure), "TLS handshake failed: " + ec.message());
+        return self->fail(make_error_code(Errc::tls_failure));
+      }
       self->unwatch();
       self->peer.identity = peer_subject(self->stream.tls->native_handle());
       self->ready(over_capacity);
@@ -509,7 +521,10 @@ struct Session : std::enable_shared_from_this<Session> {
                        });
   }
 
-  void send_and_close(Message m) { reply(0, std::make_shared<const Message>(std::move(m)), true); }
+  void send_and_close(Message m) {
+    if (const auto* e = m.as<ErrorInfo>()) report(std::error_code(static_cast<int>(e->code), transport_category()), e->text);
+    reply(0, std::make_shared<const Message>(std::move(m)), true);
+  }
 };
 
 void Server::Impl::accept() {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "seam/cloud_server/metrics.hpp"
 #include "seam/cloud_server/options.hpp"
 #include "seam/session/job.hpp"
 #include "seam/session/session.hpp"
@@ -24,6 +25,7 @@ struct JobDef {
   std::vector<std::string> allow;      // certificate subjects that may join, e.g. "CN=edge-1"
   std::uint64_t checkpoint_every = 0;  // steps between coordinated checkpoints (0 = none)
   int keep_checkpoints = 3;
+  std::int64_t max_sessions = 64;      // sessions in memory; the least recently used idle one is saved and dropped
 };
 
 // Reads a job file. Refuses, naming the file and the key: unknown keys, bad
@@ -45,11 +47,15 @@ class Service {
   // field that differs). Throws std::invalid_argument naming the problem.
   explicit Service(ServiceOptions o);
   ~Service();
+  // Starts the TLS server and, when asked, the /metrics endpoint.
   void start();
   // Stops accepting, lets in-flight steps finish, then saves every session's
   // state at its current step.
   void stop();
   std::uint16_t port() const;
+  int metrics_port() const;  // -1 when off
+  const Metrics& metrics() const { return metrics_; }
+  std::string metrics_text() const;  // what /metrics serves
   std::vector<std::string> jobs() const;
   session::CloudSessions& sessions(const std::string& job);
   // The transport handler (public for in-process tests).
@@ -62,11 +68,15 @@ class Service {
   };
   const Job* admit(const transport::PeerInfo& peer, const std::string& job, const char* what,
                    transport::Message& refusal) const;
+  transport::Message route(const transport::PeerInfo& peer, transport::Message&& m, std::string& job);
+  struct Http;
   ServiceOptions opts_;
   std::map<std::string, Job> jobs_;
   mutable std::mutex mu_;
   std::map<std::string, std::string> job_of_;  // session key -> job name
   std::unique_ptr<transport::Server> server_;
+  Metrics metrics_;
+  std::unique_ptr<Http> http_;
 };
 
 }  // namespace seam::cloud

@@ -211,6 +211,12 @@ class CloudSessions {
   std::size_t size() const;
   std::uint64_t applied() const;  // over all sessions
   std::size_t save_all();         // save_now() on every session (and the shared half); returns how many saved
+  // At most n sessions in memory (0: no cap). Opening one more first saves
+  // and drops the least recently used session that no request is using (its
+  // client resumes it from that checkpoint on its next Hello); when every
+  // session is busy, the new one is refused (handler_failed, with the cap).
+  void set_max_sessions(std::size_t n);
+  std::uint64_t evicted() const { return evicted_.load(); }
   std::function<void(CloudSession&)> on_create;  // tests: hooks on new sessions
 
  private:
@@ -220,6 +226,11 @@ class CloudSessions {
   std::unique_ptr<SharedCloud> shared_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<CloudSession>> sessions_;
+  bool evict_one();
+  std::map<std::string, std::uint64_t> last_used_;  // session key -> tick of its latest request
+  std::uint64_t tick_ = 0;
+  std::size_t max_sessions_ = 0;
+  std::atomic<std::uint64_t> evicted_{0};
 };
 
 }  // namespace seam::session

@@ -64,6 +64,11 @@ struct ServerOptions {
   LinkOptions link;  // optional emulated link on replies, paced in bursts of link.burst_bytes
   // The clock of the timeouts and the shaper; null = steady_clock(). Must outlive the server.
   const Clock* clock = nullptr;
+  // Called on the I/O thread when the server refuses or cuts a connection:
+  // a failed TLS handshake (no or a bad client certificate, plaintext), a
+  // frame the decode gate refused, a stall, a full server. For logs and
+  // metrics; it must not block. The peer's identity is empty before the handshake.
+  std::function<void(const PeerInfo& peer, std::error_code ec, const std::string& why)> on_refusal;
 };
 
 // Returns the reply. Throwing std::exception sends an Error message with its
