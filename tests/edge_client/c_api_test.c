@@ -106,6 +106,13 @@ static int wait_for_cancel(const seam_step_result* r, void* user) {
   return 0;
 }
 
+/* A progress callback that asks to stop: the call it runs in completes. */
+static int stop_after_this(const seam_step_result* r, void* user) {
+  (void)r;
+  (void)user;
+  return 1;
+}
+
 int main(int argc, char** argv) {
   char config[2048];
   seam_session* s = NULL;
@@ -135,6 +142,10 @@ int main(int argc, char** argv) {
   seam_free(s);
   s = NULL;
   expect_refusal(s, seam_open("server = 127.0.0.1:1\n", &s), SEAM_E_ARGUMENT, "ca is required");
+  seam_free(s);
+  s = NULL;
+  expect_refusal(s, seam_open_file("/nonexistent/edge.conf", &s), SEAM_E_ARGUMENT,
+                 "edge config '/nonexistent/edge.conf' cannot be read");
   seam_free(s);
   s = NULL;
 
@@ -246,6 +257,11 @@ int main(int argc, char** argv) {
     expect_refusal(s, seam_train_step(s, &b, &r), SEAM_E_CANCELLED, "cancelled");
     CHECK(seam_step(s) == 12, "cancelled from another thread: next step %llu", (unsigned long long)seam_step(s));
     pthread_join(th, NULL);
+    EXPECT_OK(s, seam_set_progress(s, stop_after_this, NULL));
+    EXPECT_OK(s, seam_train_step(s, &b, &r)); /* step 12 applies; the callback asks to stop */
+    b = make_batch(13);
+    expect_refusal(s, seam_train_step(s, &b, &r), SEAM_E_CANCELLED, "cancelled");
+    CHECK(seam_step(s) == 13, "stopped by the callback: next step %llu", (unsigned long long)seam_step(s));
     EXPECT_OK(s, seam_set_progress(s, NULL, NULL));
   }
 
