@@ -9,11 +9,12 @@
 #   4. prepares the job configs/JOB.job (default vit-sft16-q4-zstd-q8-zstd:
 #      fine-tune on classes 5-9 through an SFT rank-16 bottleneck, 4-bit
 #      activations + zstd up, 8-bit gradients + zstd down) and starts seam-cloud;
-#   5. runs two seam-edge clients, each on its own half of the training data,
-#      showing their progress;
-#   6. prints a summary (accuracy, bytes each way, reduction against fp32,
-#      time), stops the server and removes the temporary folder, also after
-#      Ctrl-C.
+#   5. runs two seam-edge clients, each on its own half of the training data
+#      (seam-edge --data-part; a seam-edge without it gives each client its own
+#      order of the whole split), showing their progress;
+#   6. prints a summary (test accuracy of each client, measured through the
+#      cloud; bytes each way; reduction against fp32; time), stops the server
+#      and removes the temporary folder, also after Ctrl-C.
 # Usage: scripts/demo.sh [--job JOB] [--steps N] [--keep]
 #   --job    a job of configs/ (default vit-sft16-q4-zstd-q8-zstd; e.g. vit-none, bert-sft8)
 #   --steps  steps per client (default: the job's steps, split between the two clients)
@@ -97,11 +98,12 @@ for i in 0 1; do
   c=${clients[$i]}
   if [ -n "$parts" ]; then data=(--data-part "$((i + 1))/2"); else data=(--data-seed "$((i + 1))"); fi
   e=$work/edge-$((i + 1))  # seam-edge downloads the job's front half into $e/job
+  mkdir -p "$e"
   "$bin/seam-edge" --server "127.0.0.1:$port" --ca "$work/pki/ca.pem" --cert "$work/pki/$c.pem" \
     --key "$work/pki/$c.key" --job "$job" --state-dir "$e" \
     --client-id "edge-$((i + 1))" --config "configs/$task.edge" "${data[@]}" --steps "$steps" \
     --threads 1 --progress lines --log-every 25 --metrics-log "$e/metrics.jsonl" \
-    > >(sed -u "s/^/[edge-$((i + 1))] /") 2>&1 &
+    > >(tee "$e/out.log" | sed -u "s/^/[edge-$((i + 1))] /") 2>&1 &
   edge_pids+=($!)
   pids+=($!)
 done
@@ -121,7 +123,14 @@ width=$(job_value "$work/jobs/$job.job" width)
 rank=$(job_value "$work/jobs/$job.job" sft-rank)
 groups=$(job_value "$work/jobs/$job.job" c3-groups)
 scale=$(awk -v w="$width" -v r="${rank:-0}" -v g="${groups:-0}" 'BEGIN { f = 1; if (r > 0) f *= w / r; if (g > 0) f *= g; print f }')
-cat "$work"/edge-*/metrics.jsonl | jq -s -r --arg job "$job" --argjson scale "$scale" \
+# Each client's front half with the shared cloud half, over the whole test split
+# (seam-edge evaluates through the cloud after training).
+test=""
+for i in 1 2; do
+  a=$(sed -n 's/^final test accuracy \([0-9.]*\) (\([0-9]*\) test examples.*/\1 on \2 test examples/p' "$work/edge-$i/out.log" 2>/dev/null || true)
+  test+="${test:+, }edge-$i ${a:-not measured}"
+done
+cat "$work"/edge-*/metrics.jsonl | jq -s -r --arg job "$job" --arg test "$test" --argjson scale "$scale" \
   --argjson built "$((t_built - t_start))" --argjson ran "$((t_end - t_built))" '
   def mb: . / 1e6 * 100 | round / 100;
   def x: . * 10 | round / 10;
@@ -131,7 +140,7 @@ cat "$work"/edge-*/metrics.jsonl | jq -s -r --arg job "$job" --argjson scale "$s
   # the up tensor has the shape of the gradient; the rest of naive_up is int64 ids, labels and mask
   ($ndown * $scale + ($nup - $ndown)) as $rup | ($ndown * $scale) as $rdown |
   "job \($job) (policy shared): \(length) steps over two clients",
-  "accuracy on the last 50 training batches: \($acc * 1000 | round / 10)%",
+  "accuracy on the last 50 training batches: \($acc * 1000 | round / 10)%; test accuracy: \($test)",
   "bytes up \($up | mb) MB, down \($down | mb) MB (whole frames, both clients)",
   "reduction against the fp32 boundary of the unsplit model: up x\($rup / $up | x), down x\($rdown / $down | x), both x\(($rup + $rdown) / ($up + $down) | x)",
   "time: set-up and build \($built) s; pre-training, job and training \($ran) s"'

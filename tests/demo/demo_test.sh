@@ -71,7 +71,7 @@ for i in 0 1; do
   "$build/tools/seam-edge" --server "127.0.0.1:$port" --ca "$work/pki/ca.pem" --cert "$work/pki/${certs[$i]}.pem" \
     --key "$work/pki/${certs[$i]}.key" --job demo --state-dir "$work/edge-$i" \
     --client-id "edge-$((i + 1))" --task fashion-mnist:5-9 "${data[@]}" --steps "$steps" \
-    --batch "$batch" --threads 1 --progress none --metrics-log "$work/m$i.jsonl" >"$work/edge-$i.out" 2>&1 &
+    --batch "$batch" --threads 1 --eval-limit -1 --progress none --metrics-log "$work/m$i.jsonl" >"$work/edge-$i.out" 2>&1 &
   edge+=($!)
   pids+=($!)
 done
