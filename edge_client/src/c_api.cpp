@@ -7,11 +7,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
 
 #include "seam/edge_client/client.hpp"
 #include "seam/session/protocol.hpp"
@@ -78,13 +80,15 @@ seam_status call(seam_session* s, const char* what, F&& f) {
   }
 }
 
-at::ScalarType scalar_of(seam_dtype d, const char* name) {
-  switch (d) {
-    case SEAM_FLOAT32: return at::kFloat;
-    case SEAM_INT64: return at::kLong;
-    case SEAM_INT32: return at::kInt;
-  }
-  throw std::invalid_argument(std::string(name) + ": unknown dtype " + std::to_string(static_cast<int>(d)));
+// The dtype is read as its bytes: a C caller may store any int in the enum,
+// and loading an out-of-range value through the C++ enum type is undefined.
+at::ScalarType scalar_of(const seam_dtype& dtype, const char* name) {
+  std::underlying_type_t<seam_dtype> d;
+  std::memcpy(&d, &dtype, sizeof d);
+  if (d == SEAM_FLOAT32) return at::kFloat;
+  if (d == SEAM_INT64) return at::kLong;
+  if (d == SEAM_INT32) return at::kInt;
+  throw std::invalid_argument(std::string(name) + ": unknown dtype " + std::to_string(d));
 }
 
 // A view of the app's memory (no copy); the call reads it and returns.
