@@ -59,7 +59,8 @@ po::options_description job_keys(JobDef& j, std::string& task) {
       "allow", po::value(&j.allow)->composing(), "a certificate subject that may join (repeatable)")(
       "checkpoint-every", po::value(&j.checkpoint_every)->default_value(0), "")(
       "keep-checkpoints", po::value(&j.keep_checkpoints)->default_value(3), "")(
-      "max-sessions", po::value(&j.max_sessions)->default_value(64), "sessions kept in memory (least recently used saved and dropped)");
+      "max-sessions", po::value(&j.max_sessions)->default_value(64), "sessions kept in memory (least recently used saved and dropped)")(
+      "delta-ram-mib", po::value(&j.delta_ram_mib)->default_value(256), "AC-SGD buffers per session kept in RAM; the rest spill to the session's folder");
   return d;
 }
 
@@ -93,6 +94,7 @@ JobDef read_job_file(const std::string& path) {
   if (j.policy != "per-client" && j.policy != "shared")
     refuse(path, "policy '" + j.policy + "': expected per-client (each client trains its own cloud half) or shared (one cloud half for every client)");
   if (j.max_sessions < 1) refuse(path, "max-sessions must be at least 1");
+  if (j.delta_ram_mib < 0) refuse(path, "delta-ram-mib must be at least 0");
   if (j.allow.empty()) refuse(path, "no 'allow' line: name the certificate subjects that may join, e.g. allow = CN=edge-1");
   if (j.spec.model.classes <= 0) {
     if (task.empty()) refuse(path, "give 'classes' or a 'task' to take them from");
@@ -153,6 +155,7 @@ Service::Service(ServiceOptions o) : opts_(std::move(o)) {
     ss::SessionOptions so;
     so.checkpoint_every = job.def.checkpoint_every;
     so.keep_checkpoints = job.def.keep_checkpoints;
+    so.delta_ram_limit_bytes = static_cast<std::size_t>(job.def.delta_ram_mib) << 20;
     job.sessions = std::make_unique<ss::CloudSessions>(
         std::move(prepared), (fs::path(opts_.state_dir) / job.def.name / "sessions").string(), so,
         job.def.policy == "shared");

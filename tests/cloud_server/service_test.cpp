@@ -53,7 +53,8 @@ std::string refusal_of(const std::string& path) {
 
 TEST(CloudJobs, JobFilesAreReadWithSeamTrainNamesAndRefusedByKey) {
   auto dir = ss::test::temp_dir("jobfiles");
-  write(dir + "/vit-small.job", job_text({}, "allow = CN=edge-1\nallow = CN=edge-2\ncheckpoint-every = 4\n"));
+  write(dir + "/vit-small.job",
+        job_text({}, "allow = CN=edge-1\nallow = CN=edge-2\ncheckpoint-every = 4\nmax-sessions = 8\ndelta-ram-mib = 32\n"));
   auto j = sc::read_job_file(dir + "/vit-small.job");
   EXPECT_EQ(j.name, "vit-small");
   EXPECT_EQ(j.spec.model.kind, "vit");
@@ -61,6 +62,8 @@ TEST(CloudJobs, JobFilesAreReadWithSeamTrainNamesAndRefusedByKey) {
   EXPECT_EQ(j.spec.half.optim.lr, 0.002);
   EXPECT_EQ(j.allow, (std::vector<std::string>{"CN=edge-1", "CN=edge-2"}));
   EXPECT_EQ(j.checkpoint_every, 4u);
+  EXPECT_EQ(j.max_sessions, 8);
+  EXPECT_EQ(j.delta_ram_mib, 32);
   EXPECT_EQ(j.policy, "per-client");
 
   auto expect = [&](const std::string& text, const std::string& why) {
@@ -71,6 +74,7 @@ TEST(CloudJobs, JobFilesAreReadWithSeamTrainNamesAndRefusedByKey) {
   };
   expect(job_text({}, "allow = CN=edge-1\nlearning-rate = 1\n"), "unrecognised option 'learning-rate'");
   expect(job_text(), "no 'allow' line");
+  expect(job_text({{"max-sessions", "0"}}, "allow = CN=edge-1\n"), "max-sessions must be at least 1");
   expect(job_text({{"policy", "sharde"}}, "allow = CN=edge-1\n"), "policy 'sharde': expected per-client");
   expect(job_text({{"up-codec", "qaunt"}}, "allow = CN=edge-1\n"), "unknown codec stage 'qaunt'");
   expect(job_text({{"split", "9"}}, "allow = CN=edge-1\n"), "split 9 out of range");

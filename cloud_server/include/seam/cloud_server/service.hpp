@@ -26,6 +26,7 @@ struct JobDef {
   std::uint64_t checkpoint_every = 0;  // steps between coordinated checkpoints (0 = none)
   int keep_checkpoints = 3;
   std::int64_t max_sessions = 64;      // sessions in memory; the least recently used idle one is saved and dropped
+  std::int64_t delta_ram_mib = 256;    // AC-SGD buffers per session in RAM; beyond, files in the session's folder
 };
 
 // Reads a job file. Refuses, naming the file and the key: unknown keys, bad
