@@ -25,6 +25,19 @@ namespace t = seam::training;
 
 namespace {
 
+// A log value as one quoted token: quotes, backslashes and line breaks
+// escaped, so that a client's text cannot forge a log line.
+std::string q(const std::string& v) {
+  std::string o = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') o += '\\';
+    if (c == '\n') o += "\\n";
+    else if (c == '\r') o += "\\r";
+    else o += c;
+  }
+  return o + "\"";
+}
+
 [[noreturn]] void refuse(const std::string& path, const std::string& why) {
   throw std::invalid_argument("job file '" + path + "': " + why);
 }
@@ -171,8 +184,8 @@ void Service::start() {
   so.on_refusal = [this](const st::PeerInfo& p, std::error_code ec, const std::string& why) {
     metrics_.refusal(ec);
     if (opts_.log)
-      opts_.log->warn("event=connection_refused peer=\"{}\" address={} kind={} reason=\"{}\"", p.identity, p.address,
-                      error_kind(static_cast<std::uint32_t>(ec.value())), why);
+      opts_.log->warn("event=connection_refused peer={} address={} kind={} reason={}", q(p.identity), p.address,
+                      error_kind(static_cast<std::uint32_t>(ec.value())), q(why));
   };
   server_ = std::make_unique<st::Server>(so, [this](const st::PeerInfo& p, st::Message&& m) {
     return handle(p, std::move(m));
@@ -260,16 +273,16 @@ st::Message Service::handle(const st::PeerInfo& peer, st::Message&& m) {
   metrics_.record(job, req, reply, seconds);
   if (auto* log = opts_.log.get()) {
     if (const auto* e = reply.as<st::ErrorInfo>()) {
-      log->warn("event=refused job=\"{}\" peer=\"{}\" request={} kind={} reason=\"{}\"", job, peer.identity,
-                st::to_string(type), error_kind(e->code), e->text);
+      log->warn("event=refused job={} peer={} request={} kind={} reason={}", q(job), q(peer.identity),
+                st::to_string(type), error_kind(e->code), q(e->text));
     } else if (const auto* w = reply.as<st::Welcome>()) {
-      log->info("event=joined job=\"{}\" peer=\"{}\" address={} session={} next_step={} resumed={}", job, peer.identity,
-                peer.address, w->session_id, w->next_step, w->resumed);
+      log->info("event=joined job={} peer={} address={} session={} next_step={} resumed={}", q(job), q(peer.identity),
+                peer.address, q(w->session_id), w->next_step, w->resumed);
     } else if (const auto* b = reply.as<st::Backward>()) {
-      log->debug("event=step job=\"{}\" peer=\"{}\" step={} loss={} seconds={:.4f}", job, peer.identity, b->step_id,
+      log->debug("event=step job={} peer={} step={} loss={} seconds={:.4f}", q(job), q(peer.identity), b->step_id,
                  b->loss, seconds);
     } else if (const auto* c = reply.as<st::CheckpointAck>()) {
-      log->info("event=checkpoint job=\"{}\" peer=\"{}\" step={} path=\"{}\"", job, peer.identity, c->step_id, c->path);
+      log->info("event=checkpoint job={} peer={} step={} path={}", q(job), q(peer.identity), c->step_id, q(c->path));
     }
   }
   return reply;

@@ -105,8 +105,10 @@ std::optional<t::StepMetrics> EdgeSession::train_step(SessionLink& link, const t
   try {
     m = trainer_->step(link, b.x, b.labels, b.ids, b.mask);
   } catch (const SessionError& e) {
-    if (e.code() != SessionErrc::step_order) throw;
-    // The cloud is elsewhere (it restarted from a checkpoint): ask where, roll back.
+    // step_order: the cloud is elsewhere (it restarted from a checkpoint).
+    // no_session: it saved and dropped this session to make room
+    // (max-sessions). Either way: Hello again, learn its step, roll back.
+    if (e.code() != SessionErrc::step_order && e.code() != SessionErrc::no_session) throw;
     connect(link, client_id_);
     return std::nullopt;
   }

@@ -14,6 +14,7 @@
 #include "seam/session/protocol.hpp"
 #include "seam/session/session.hpp"
 #include "seam/training/checkpoint.hpp"
+#include "seam/training/edge_half.hpp"
 #include "state_store.hpp"
 
 namespace seam::session {
@@ -303,8 +304,9 @@ namespace {
 t::ModelHalf load_half(const PreparedJob& j, bool edge) {
   if (!edge && !j.has_cloud)
     throw std::runtime_error("job '" + j.dir + "' has no cloud half (an edge's copy of the job)");
-  auto sm = t::build_split_model(j.spec.model, "", /*derive=*/false);
-  t::ModelHalf half = std::move(edge ? sm.edge : sm.cloud);
+  // The edge never builds the cloud's blocks (a device may not hold them).
+  t::ModelHalf half = edge ? t::build_edge_half(j.spec.model)
+                           : std::move(t::build_split_model(j.spec.model, "", /*derive=*/false).cloud);
   t::CheckpointParts parts;
   parts.config = &j.spec.model;
   (edge ? parts.edge : parts.cloud) = &half;

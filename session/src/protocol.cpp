@@ -9,6 +9,7 @@
 #include "seam/compression/codec.hpp"
 #include "seam/compression/dtype.hpp"
 #include "seam/compression/errors.hpp"
+#include "seam/compression/message_info.hpp"
 
 namespace seam::session {
 
@@ -67,6 +68,38 @@ void check_codec(std::uint64_t step, const st::Section& s, const std::string& wa
     bad(step, s.info.name, std::string("not a codec message: ") + e.what());
   }
   if (got != want) bad(step, s.info.name, "codec '" + got + "' is not the negotiated '" + want + "'");
+}
+
+// What a decoded activation may hold, checked from the shape its message
+// records before anything is decoded, so that a small message cannot make
+// the receiver allocate without bound: at most 2^22 elements per sample and
+// 2^28 in all (1 GiB as fp32), and no more rows than the batch.
+constexpr std::uint64_t kMaxActivationElements = std::uint64_t{1} << 28;
+constexpr std::uint64_t kMaxElementsPerSample = std::uint64_t{1} << 22;
+
+// "" when the activation's recorded shape fits a batch of b; else why not.
+std::string activation_size_problem(const st::Section& s, std::int64_t b) {
+  std::vector<std::int64_t> shape;
+  try {
+    shape = sc::message_shape(s.bytes.data(), s.bytes.size());
+  } catch (const std::exception& e) {
+    return std::string("not a codec message: ") + e.what();
+  }
+  const std::uint64_t cap = std::min<std::uint64_t>(kMaxActivationElements, static_cast<std::uint64_t>(b) * kMaxElementsPerSample);
+  std::uint64_t n = 1;
+  bool over = false;
+  for (auto d : shape) {
+    if (d < 0) return "shape " + shape_str(shape) + " has a negative dimension";
+    const auto u = static_cast<std::uint64_t>(d);
+    if (u != 0 && n > cap / u) over = true;
+    else n *= u;
+  }
+  if (shape.empty() || shape[0] < 1 || shape[0] > b)
+    return "shape " + shape_str(shape) + " does not fit a batch of " + std::to_string(b) + " (rows 1.." + std::to_string(b) + ")";
+  if (over || n > cap)
+    return "shape " + shape_str(shape) + " would decode to more than " + std::to_string(cap) +
+           " elements (the limit for a batch of " + std::to_string(b) + ")";
+  return {};
 }
 
 }  // namespace
@@ -186,6 +219,7 @@ training::StepRequest parse_forward(st::Message&& m, const StepSpec& spec) {
     bad(step, "sample_ids", "sent, but the codec '" + spec.up_codec + "' needs none");
   auto secs = sections_of(m, step, {{"activations", true}});
   check_codec(step, *secs["activations"], spec.up_codec);
+  if (auto why = activation_size_problem(*secs["activations"], b); !why.empty()) bad(step, "activations", why);
 
   const bool token_task = spec.task != "classify";
   const std::int64_t l = f->label_len;
@@ -307,9 +341,10 @@ InferRequest parse_infer(st::Message&& m, const StepSpec& spec) {
   } catch (const std::exception& e) {
     bad_infer(r.batch_id, "activations", std::string("not a codec message: ") + e.what());
   }
-  if (codec_needs_ids(got))
-    bad_infer(r.batch_id, "activations", "codec '" + got + "' keeps per-sample state; inference takes a stateless codec (" +
-                                             infer_codec(spec.up_codec) + ")");
+  if (const auto want = infer_codec(spec.up_codec); got != want)
+    bad_infer(r.batch_id, "activations", "codec '" + got + "' is not the session's inference codec '" + want +
+                                             "' (its up codec without a delta stage)");
+  if (auto why = activation_size_problem(a, r.batch); !why.empty()) bad_infer(r.batch_id, "activations", why);
   if (f->mask.kind != st::MaskKind::none) {
     if (spec.max_len > 0 && f->mask.len > spec.max_len)
       bad_infer(r.batch_id, "mask", "L " + std::to_string(f->mask.len) + " exceeds max_len " + std::to_string(spec.max_len));

@@ -520,21 +520,28 @@ TEST(CloudService, TheSharedHalfResumesFromItsCheckpointAndACapEvictsIdleSession
     st::Server server(ss::test::server_options(ss::test::pki_dir()),
                       [&](const st::PeerInfo& p, st::Message&& m) { return cloud.handle(p, std::move(m)); });
     server.start();
-    for (int c = 0; c < 2; ++c) {  // two clients, one after the other: the second evicts the first
-      ss::EdgeSession edge(job, {});
-      ss::TlsLink link(ss::test::client_options(ss::test::pki_dir(), server.port()));
-      edge.connect(link, "c" + std::to_string(c));
-      for (int k = 0; k < 3; ++k) ASSERT_TRUE(edge.train_step(link, ss::test::batch_of(k)));
-    }
+    ss::EdgeSession e0(job, {}), e1(job, {});
+    ss::TlsLink l0(ss::test::client_options(ss::test::pki_dir(), server.port()));
+    ss::TlsLink l1(ss::test::client_options(ss::test::pki_dir(), server.port()));
+    e0.connect(l0, "c0");
+    for (std::uint64_t k = 0; k < 3; ++k) ASSERT_TRUE(e0.train_step(l0, ss::test::batch_of(k)));
+    e1.connect(l1, "c1");  // the cap: c0's session is saved at step 3 and dropped
+    for (std::uint64_t k = 0; k < 3; ++k) ASSERT_TRUE(e1.train_step(l1, ss::test::batch_of(k)));
     EXPECT_EQ(cloud.evicted(), 1u);
+    // c0 is still connected: its next step finds no session, it says Hello
+    // again (its session comes back from the checkpoint, c1's goes) and goes on.
+    EXPECT_FALSE(e0.train_step(l0, ss::test::batch_of(3)));
+    EXPECT_EQ(e0.step(), 3u);
+    ASSERT_TRUE(e0.train_step(l0, ss::test::batch_of(3)));
+    EXPECT_EQ(cloud.evicted(), 2u);
     EXPECT_EQ(cloud.size(), 1u);
-    EXPECT_EQ(cloud.shared()->steps(), 6u);
+    EXPECT_EQ(cloud.shared()->steps(), 7u);
     server.stop();
     EXPECT_EQ(cloud.save_all(), 2u) << "the open session and the shared half";
     before = ss::weights_sha256(cloud.shared()->half());
   }
   ss::CloudSessions again(job, root + "/sessions", base, true);
-  EXPECT_EQ(again.shared()->steps(), 6u);
+  EXPECT_EQ(again.shared()->steps(), 7u);
   EXPECT_EQ(ss::weights_sha256(again.shared()->half()), before);
   fs::remove_all(root);
 }

@@ -183,4 +183,42 @@ TEST(StepFrame, TheByteBreakdownOfABertAndAViTStepIsPinned) {
   EXPECT_LE(per_sample, static_cast<std::uint64_t>(vb));
 }
 
+// The activation's recorded shape is checked before decoding: more rows than
+// the batch, or more elements than the limit, is refused with the reason,
+// and so is an inference codec other than the session's.
+TEST(StepFrame, AnActivationTooLargeForItsBatchOrInTheWrongCodecIsRefusedBeforeDecoding) {
+  ss::StepSpec spec;
+  spec.up_codec = sc::make_codec("quant:bits=8")->spec();
+  spec.down_codec = spec.up_codec;
+  spec.classes = 10;
+  auto why = [&](const at::Tensor& a, std::int64_t b, const std::string& codec, bool infer) {
+    sc::CodecContext ctx(1);
+    auto bytes = sc::make_codec(codec)->encode(a, ctx);
+    try {
+      if (infer) {
+        ss::InferRequest r;
+        r.batch = b;
+        r.activations = bytes;
+        ss::parse_infer(ss::infer_message(r), spec);
+      } else {
+        t::StepRequest r;
+        r.labels = at::zeros({b}, at::kLong);
+        r.activations = bytes;
+        ss::parse_forward(ss::forward_message(r, spec), spec);
+      }
+    } catch (const ss::SessionError& e) {
+      EXPECT_EQ(e.code(), ss::SessionErrc::bad_field);
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(why(at::randn({4, 8}), 4, "quant:bits=8", false), "");
+  EXPECT_EQ(why(at::randn({4, 8}), 4, "quant:bits=8", true), "");
+  EXPECT_NE(why(at::randn({5, 8}), 4, "quant:bits=8", false).find("shape [5, 8] does not fit a batch of 4"),
+            std::string::npos);
+  EXPECT_NE(why(at::randn({1, (1 << 22) + 1}), 1, "quant:bits=8", true).find("would decode to more than 4194304 elements"),
+            std::string::npos);
+  EXPECT_NE(why(at::randn({4, 8}), 4, "none", true).find("is not the session's inference codec"), std::string::npos);
+}
+
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "seam/training/edge_half.hpp"
 #include "seam/training/model.hpp"
 #include "seam/training/split_step.hpp"
 #include "session/local_session.hpp"
@@ -137,6 +138,25 @@ INSTANTIATE_TEST_SUITE_P(Models, SplitEquivalence,
                                            std::make_pair(std::string("gpt"), std::int64_t{1}),
                                            std::make_pair(std::string("gpt"), std::int64_t{3})),
                          [](const auto& i) { return i.param.first + "_split" + std::to_string(i.param.second); });
+
+// What a device builds for a prepared job: the split model's edge half,
+// tensor for tensor, and not one cloud block.
+TEST(SplitVariants, TheEdgeHalfAloneHasExactlyTheEdgeTensorsOfTheSplitModel) {
+  auto vit_sft_c3 = small("vit", 2);
+  vit_sft_c3.sft_rank = 4;
+  vit_sft_c3.c3_groups = 2;
+  for (const auto& c : {small("vit", 1), small("cnn", 2), small("bert", 2), vit_sft_c3}) {
+    auto sm = t::build_split_model(c, "", /*derive=*/false);
+    auto edge = t::build_edge_half(c);
+    auto names = [](const t::NamedTensors& v) {
+      std::vector<std::pair<std::string, std::vector<std::int64_t>>> out;
+      for (const auto& [n, x] : v) out.emplace_back(n, x.sizes().vec());
+      return out;
+    };
+    EXPECT_EQ(names(edge.named_parameters()), names(sm.edge.named_parameters())) << c.kind;
+    EXPECT_EQ(names(edge.named_buffers()), names(sm.edge.named_buffers())) << c.kind;
+  }
+}
 
 TEST(SplitVariants, C3WithOneUnitaryKeyIsExactlyThePlainSplit) {
   auto c = small("vit", 2);

@@ -1,4 +1,5 @@
 #include "seam/training/model.hpp"
+#include "seam/training/edge_half.hpp"
 
 #include <cmath>
 #include <fstream>
@@ -224,24 +225,29 @@ void check_config(const ModelConfig& c) {
   if (c.c3_keys != "gaussian" && c.c3_keys != "unitary") bad("c3_keys must be gaussian or unitary");
 }
 
-std::vector<std::shared_ptr<Block>> make_blocks(const ModelConfig& c) {
+// The model's blocks in order; only the first `limit` are built (an edge
+// that must not build the cloud's blocks).
+std::vector<std::shared_ptr<Block>> make_blocks(const ModelConfig& c, std::size_t limit = SIZE_MAX) {
   std::vector<std::shared_ptr<Block>> b;
+  auto add = [&](auto make) {
+    if (b.size() < limit) b.push_back(make());
+  };
   if (c.kind == "cnn") {
-    b.push_back(std::make_shared<ConvStem>(c.channels, c.cnn_width));
+    add([&] { return std::make_shared<ConvStem>(c.channels, c.cnn_width); });
     std::int64_t w = c.cnn_width;
     for (std::int64_t s = 0; s < c.cnn_stages; ++s) {
       std::int64_t out = s == 0 ? w : w * 2;
-      b.push_back(std::make_shared<ResBlock>(w, out, s == 0 ? 1 : 2));
+      add([&] { return std::make_shared<ResBlock>(w, out, s == 0 ? 1 : 2); });
       w = out;
     }
-    b.push_back(std::make_shared<PoolHead>(w, c.classes));
+    add([&] { return std::make_shared<PoolHead>(w, c.classes); });
     return b;
   }
-  if (c.kind == "vit") b.push_back(std::make_shared<PatchEmbed>(c));
-  else b.push_back(std::make_shared<TokenEmbed>(c));
-  for (std::int64_t i = 0; i < c.depth; ++i) b.push_back(std::make_shared<TransformerBlock>(c, c.kind == "gpt"));
-  if (c.task == "classify") b.push_back(std::make_shared<ClassifyHead>(c.width, c.classes));
-  else b.push_back(std::make_shared<TokenHead>(c.width, c.vocab));
+  if (c.kind == "vit") add([&] { return std::make_shared<PatchEmbed>(c); });
+  else add([&] { return std::make_shared<TokenEmbed>(c); });
+  for (std::int64_t i = 0; i < c.depth; ++i) add([&] { return std::make_shared<TransformerBlock>(c, c.kind == "gpt"); });
+  if (c.task == "classify") add([&] { return std::make_shared<ClassifyHead>(c.width, c.classes); });
+  else add([&] { return std::make_shared<TokenHead>(c.width, c.vocab); });
   return b;
 }
 
@@ -409,10 +415,12 @@ ModelHalf build_full_model(const ModelConfig& c) {
 }
 
 
-SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained, bool derive) {
-  if (c.kind == "torchscript") return build_script_model(c, true);
+namespace {
+// edge_only: the cloud's blocks are never built (the cloud half comes back
+// empty); weights are placeholders for a prepared job's files to fill.
+SplitModel split_model(const ModelConfig& c, const std::string& pretrained, bool derive, bool edge_only) {
   check_config(c);
-  auto blocks = make_blocks(c);
+  auto blocks = make_blocks(c, edge_only ? static_cast<std::size_t>(c.split) : SIZE_MAX);
   init_weights(blocks, c.seed);
   if (!pretrained.empty()) {
     auto all = std::make_unique<ModelHalf::Impl>();
@@ -437,7 +445,7 @@ SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained
         f.cloud_bias = torch::zeros({out});
       }
       edge->add(name, std::make_shared<SftEdgeBlock>(tb, f.edge_weight));
-      cloud->add(name, std::make_shared<SftCloudBlock>(tb, f.cloud_weight, f.cloud_bias));
+      if (!edge_only) cloud->add(name, std::make_shared<SftCloudBlock>(tb, f.cloud_weight, f.cloud_bias));
       continue;
     }
     (i < k ? edge : cloud)->add(name, blocks[i]);
@@ -455,13 +463,26 @@ SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained
                                                         c.c3_keys == "unitary" ? compression::C3KeyKind::unitary
                                                                                : compression::C3KeyKind::gaussian);
     edge->add("c3", std::make_shared<C3BindBlock>(t));
-    auto un = std::make_unique<ModelHalf::Impl>();
-    un->add("c3", std::make_shared<C3UnbindBlock>(t));
-    for (std::size_t i = 0; i < cloud->blocks.size(); ++i) un->add(cloud->names[i], cloud->blocks[i]);
-    cloud = std::move(un);
+    if (!edge_only) {
+      auto un = std::make_unique<ModelHalf::Impl>();
+      un->add("c3", std::make_shared<C3UnbindBlock>(t));
+      for (std::size_t i = 0; i < cloud->blocks.size(); ++i) un->add(cloud->names[i], cloud->blocks[i]);
+      cloud = std::move(un);
+    }
   }
   const auto n = static_cast<std::int64_t>(blocks.size());
   return SplitModel{ModelHalf(std::move(edge)), ModelHalf(std::move(cloud)), n};
+}
+}  // namespace
+
+SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained, bool derive) {
+  if (c.kind == "torchscript") return build_script_model(c, true);
+  return split_model(c, pretrained, derive, false);
+}
+
+ModelHalf build_edge_half(const ModelConfig& c) {
+  if (c.kind == "torchscript") return std::move(build_script_model(c, true).edge);
+  return std::move(split_model(c, "", /*derive=*/false, /*edge_only=*/true).edge);
 }
 
 std::size_t load_state_dict(ModelHalf& half, const std::string& path) {

@@ -48,6 +48,7 @@ struct PreparedJob {
 PreparedJob load_job(const std::string& dir);
 
 // The halves with their prepared initial weights (no SVD, no pretrained load).
+// The edge's is built alone: no cloud block is ever constructed on a device.
 training::ModelHalf load_edge_half(const PreparedJob& j);
 training::ModelHalf load_cloud_half(const PreparedJob& j);
 
