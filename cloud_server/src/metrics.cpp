@@ -160,7 +160,9 @@ std::string Metrics::render(const std::map<std::string, std::size_t>& sessions) 
     std::uint64_t cum = 0;
     for (std::size_t i = 0; i < std::size(kStepSecondsBuckets); ++i) {
       cum += c.step_buckets[i];
-      o << "seam_step_seconds_bucket{job=\"" << label(job) << "\",le=\"" << kStepSecondsBuckets[i] << "\"} " << cum << '\n';
+      std::ostringstream le;  // the bound as written in kStepSecondsBuckets ("0.1", not 0.10000000000000001)
+      le << kStepSecondsBuckets[i];
+      o << "seam_step_seconds_bucket{job=\"" << label(job) << "\",le=\"" << le.str() << "\"} " << cum << '\n';
     }
     o << "seam_step_seconds_bucket{job=\"" << label(job) << "\",le=\"+Inf\"} " << c.step_count << '\n';
     o << "seam_step_seconds_sum{job=\"" << label(job) << "\"} " << c.step_seconds << '\n';

@@ -483,6 +483,8 @@ TEST(CloudService, TheProgramRefusesBadPeersWithReasonsAndItsMetricsAgreeWithThe
   EXPECT_EQ(sample(page, "seam_gradient_bytes_total{job=\"vit\"}"), double(grad));
   EXPECT_EQ(sample(page, "seam_step_seconds_count{job=\"vit\"}"), 8);
   EXPECT_EQ(sample(page, "seam_step_seconds_bucket{job=\"vit\",le=\"+Inf\"}"), 8);
+  EXPECT_GE(sample(page, "seam_step_seconds_bucket{job=\"vit\",le=\"10\"}"), 0) << "bounds as written: le=\"0.1\", \"10\"";
+  EXPECT_NE(page.find("le=\"0.005\""), std::string::npos) << page;
   for (const char* kind : {"not_allowed", "job_mismatch", "unknown_job", "bad_magic", "timeout"})
     EXPECT_EQ(sample(page, std::string("seam_errors_total{kind=\"") + kind + "\"}"), 1) << kind << "\n" << page;
   EXPECT_EQ(sample(page, "seam_errors_total{kind=\"tls_failure\"}"), 2) << "plaintext and no certificate";
