@@ -341,9 +341,11 @@ InferRequest parse_infer(st::Message&& m, const StepSpec& spec) {
   } catch (const std::exception& e) {
     bad_infer(r.batch_id, "activations", std::string("not a codec message: ") + e.what());
   }
-  if (const auto want = infer_codec(spec.up_codec); got != want)
-    bad_infer(r.batch_id, "activations", "codec '" + got + "' is not the session's inference codec '" + want +
-                                             "' (its up codec without a delta stage)");
+  // Any stateless codec: a pipeline hop switches its bitwidth in-band. The
+  // shape check below bounds what any codec may decode to.
+  if (codec_needs_ids(got))
+    bad_infer(r.batch_id, "activations", "codec '" + got + "' keeps per-sample state; inference takes a stateless codec (" +
+                                             infer_codec(spec.up_codec) + ")");
   if (auto why = activation_size_problem(a, r.batch); !why.empty()) bad_infer(r.batch_id, "activations", why);
   if (f->mask.kind != st::MaskKind::none) {
     if (spec.max_len > 0 && f->mask.len > spec.max_len)

@@ -185,14 +185,15 @@ TEST(StepFrame, TheByteBreakdownOfABertAndAViTStepIsPinned) {
 
 // The activation's recorded shape is checked before decoding: more rows than
 // the batch, or more elements than the limit, is refused with the reason,
-// and so is an inference codec other than the session's.
-TEST(StepFrame, AnActivationTooLargeForItsBatchOrInTheWrongCodecIsRefusedBeforeDecoding) {
+// and so is a stateful (delta) inference codec.
+TEST(StepFrame, AnActivationTooLargeForItsBatchOrWithAStatefulCodecIsRefusedBeforeDecoding) {
   ss::StepSpec spec;
   spec.up_codec = sc::make_codec("quant:bits=8")->spec();
   spec.down_codec = spec.up_codec;
   spec.classes = 10;
   auto why = [&](const at::Tensor& a, std::int64_t b, const std::string& codec, bool infer) {
     sc::CodecContext ctx(1);
+    for (std::int64_t i = 0; i < a.size(0); ++i) ctx.sample_ids.push_back(i);  // for delta
     auto bytes = sc::make_codec(codec)->encode(a, ctx);
     try {
       if (infer) {
@@ -218,7 +219,8 @@ TEST(StepFrame, AnActivationTooLargeForItsBatchOrInTheWrongCodecIsRefusedBeforeD
             std::string::npos);
   EXPECT_NE(why(at::randn({1, (1 << 22) + 1}), 1, "quant:bits=8", true).find("would decode to more than 4194304 elements"),
             std::string::npos);
-  EXPECT_NE(why(at::randn({4, 8}), 4, "none", true).find("is not the session's inference codec"), std::string::npos);
+  EXPECT_EQ(why(at::randn({4, 8}), 4, "none", true), "") << "any stateless codec (a pipeline hop switches in-band)";
+  EXPECT_NE(why(at::randn({4, 8}), 4, "delta:bits=4", true).find("keeps per-sample state"), std::string::npos);
 }
 
 }  // namespace
