@@ -17,7 +17,6 @@ namespace {
 double ms_since(clock_type::time_point t0) {
   return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
 }
-std::uint64_t i64_bytes(const at::Tensor& x) { return x.defined() ? static_cast<std::uint64_t>(x.numel()) * 8 : 0; }
 }  // namespace
 
 ActivationExchange::ActivationExchange(EdgeSession& edge) : edge_(edge) {}
@@ -74,17 +73,7 @@ ExchangeResult ActivationExchange::step(SessionLink& link, const at::Tensor& act
   pending_.reset();
   st.set_steps_done(s + 1);
 
-  m.loss = rep.loss;
-  m.accuracy = rep.correct / double(labels.dim() == 1 ? labels.size(0) : labels.ne(-100).sum().item<double>());
-  const auto after = link.stats();
-  m.bytes_up = after.bytes_up - before.bytes_up;
-  m.bytes_down = after.bytes_down - before.bytes_down;
-  m.up = after.up - before.up;
-  m.down = after.down - before.down;
-  m.naive_up = static_cast<std::uint64_t>(a.numel()) * 4 + ids.size() * 8 + i64_bytes(labels) + i64_bytes(mask);
-  m.naive_down = static_cast<std::uint64_t>(g.numel()) * 4;
-  if (m.bytes_up) m.frame_ratio_up = double(m.naive_up) / double(m.bytes_up);
-  if (m.bytes_down) m.frame_ratio_down = double(m.naive_down) / double(m.bytes_down);
+  t::finish_step_metrics(m, rep, before, link.stats(), a, g, ids.size(), labels, mask);
   return {g, m};
 }
 

@@ -165,20 +165,25 @@ StepMetrics EdgeTrainer::step(Link& link, const at::Tensor& x, const at::Tensor&
   I.opt_->step(static_cast<std::int64_t>(I.steps_));
   m.edge_ms += ms_since(t0);
   I.pending_.reset();
+  finish_step_metrics(m, rep, before, link.stats(), a, g, sample_ids.size(), labels, attention_mask);
+  ++I.steps_;
+  return m;
+}
+
+void finish_step_metrics(StepMetrics& m, const StepReply& rep, const LinkStats& before, const LinkStats& after,
+                         const at::Tensor& activation, const at::Tensor& gradient, std::size_t ids,
+                         const at::Tensor& labels, const at::Tensor& mask) {
   m.loss = rep.loss;
   m.accuracy = rep.correct / double(labels.dim() == 1 ? labels.size(0) : labels.ne(-100).sum().item<double>());
-  const auto after = link.stats();
   m.bytes_up = after.bytes_up - before.bytes_up;
   m.bytes_down = after.bytes_down - before.bytes_down;
   m.up = after.up - before.up;
   m.down = after.down - before.down;
   const auto i64 = [](const at::Tensor& t) { return t.defined() ? static_cast<std::uint64_t>(t.numel()) * 8 : 0; };
-  m.naive_up = static_cast<std::uint64_t>(a.numel()) * 4 + sample_ids.size() * 8 + i64(labels) + i64(attention_mask);
-  m.naive_down = static_cast<std::uint64_t>(g.numel()) * 4;
+  m.naive_up = static_cast<std::uint64_t>(activation.numel()) * 4 + ids * 8 + i64(labels) + i64(mask);
+  m.naive_down = static_cast<std::uint64_t>(gradient.numel()) * 4;
   if (m.bytes_up) m.frame_ratio_up = double(m.naive_up) / double(m.bytes_up);
   if (m.bytes_down) m.frame_ratio_down = double(m.naive_down) / double(m.bytes_down);
-  ++I.steps_;
-  return m;
 }
 
 ByteBreakdown& ByteBreakdown::operator+=(const ByteBreakdown& o) {

@@ -103,6 +103,13 @@ struct StepMetrics {
   double edge_ms = 0, encode_ms = 0, link_ms = 0, cloud_ms = 0, decode_ms = 0;
 };
 
+// Fills m's loss, accuracy and traffic once a step's reply has come: the
+// frame bytes from the link's stats before and after, and the naive step
+// (the fp32 activation and gradient, the int64 ids, labels and mask).
+void finish_step_metrics(StepMetrics& m, const StepReply& rep, const LinkStats& before, const LinkStats& after,
+                         const at::Tensor& activation, const at::Tensor& gradient, std::size_t ids,
+                         const at::Tensor& labels, const at::Tensor& mask);
+
 // Per-step traffic over a run, for summaries.
 struct TrafficSummary {
   std::uint64_t steps = 0;
