@@ -10,8 +10,7 @@
 #      fine-tune on classes 5-9 through an SFT rank-16 bottleneck, 4-bit
 #      activations + zstd up, 8-bit gradients + zstd down) and starts seam-cloud;
 #   5. runs two seam-edge clients, each on its own half of the training data
-#      (seam-edge --data-part; a seam-edge without it gives each client its own
-#      order of the whole split), showing their progress;
+#      (seam-edge --data-part 1/2 and 2/2), showing their progress;
 #   6. prints a summary (test accuracy of each client, measured through the
 #      cloud; bytes each way; reduction against fp32; time), stops the server
 #      and removes the temporary folder, also after Ctrl-C.
@@ -88,15 +87,11 @@ say "5/6 two edge clients"
 total=$(job_value "$work/jobs/$job.job" steps)
 [ -n "$steps" ] || steps=$(( (total + 1) / 2 ))
 clients=(client edge-2)
-# Each client trains on its own half of the training split; a seam-edge without
-# --data-part gets its own data order instead (the halves then overlap).
-parts=yes
-"$bin/seam-edge" --help | grep -q -- '--data-part' || parts=""
-[ -n "$parts" ] || echo "demo: this seam-edge has no --data-part; the clients use different data orders of the whole split"
+# Each client trains on its own half of the training split.
 edge_pids=()
 for i in 0 1; do
   c=${clients[$i]}
-  if [ -n "$parts" ]; then data=(--data-part "$((i + 1))/2"); else data=(--data-seed "$((i + 1))"); fi
+  data=(--data-part "$((i + 1))/2")
   e=$work/edge-$((i + 1))  # seam-edge downloads the job's front half into $e/job
   mkdir -p "$e"
   "$bin/seam-edge" --server "127.0.0.1:$port" --ca "$work/pki/ca.pem" --cert "$work/pki/$c.pem" \

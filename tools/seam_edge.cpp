@@ -112,7 +112,7 @@ double peak_rss_mib() {
 
 int main(int argc, char** argv) {
   se::EdgeOptions eo;
-  std::string task_spec, metrics_log, progress_mode, order, config;
+  std::string task_spec, metrics_log, progress_mode, order, config, data_part;
   std::int64_t epochs = 1, steps = 0, batch = 64, log_every = 50, max_len = 128, eval_limit = 0;
   std::uint64_t data_seed = 0;
   int threads = 0;
@@ -131,6 +131,9 @@ int main(int argc, char** argv) {
       "eval-limit", po::value(&eval_limit)->default_value(0),
       "final test accuracy over the first N test examples (0 = all, -1 = skip)")(
       "data-seed", po::value(&data_seed)->default_value(0), "seed of the data order (a resumed run replays the same order)")(
+      "data-part", po::value(&data_part)->default_value("1/1"),
+      "train on part I of N of the training split (I/N: the rows r with r mod N = I-1), so that N clients of one "
+      "job each see their own data")(
       "threads", po::value(&threads)->default_value(0), "LibTorch threads (0 = all cores)")(
       "metrics-log", po::value(&metrics_log), "append one JSON line per step to this file")(
       "progress", po::value(&progress_mode)->default_value("auto"), "auto | bar | lines | none")(
@@ -158,6 +161,21 @@ int main(int argc, char** argv) {
          "--progress must be auto, bar, lines or none (got '" + progress_mode + "')");
     need(order == "shuffled" || order == "sequential", "--order must be shuffled or sequential (got '" + order + "')");
 
+    std::int64_t part = 1, parts = 1;
+    {
+      const auto slash = data_part.find('/');
+      try {
+        std::size_t used = 0;
+        if (slash == std::string::npos) throw std::invalid_argument("no slash");
+        part = std::stoll(data_part.substr(0, slash), &used);
+        if (used != slash) throw std::invalid_argument("trailing");
+        parts = std::stoll(data_part.substr(slash + 1), &used);
+        if (used != data_part.size() - slash - 1) throw std::invalid_argument("trailing");
+      } catch (const std::exception&) {
+        throw seam::tools::UsageError("--data-part needs I/N, e.g. 1/2 (got '" + data_part + "')");
+      }
+      need(parts >= 1 && part >= 1 && part <= parts, "--data-part I/N needs 1 <= I <= N (got '" + data_part + "')");
+    }
     // The program, not the library, owns signals and the thread count.
     struct sigaction sa {};
     sa.sa_handler = on_signal;
@@ -169,10 +187,18 @@ int main(int argc, char** argv) {
 
     auto task = task_spec.rfind("tensors:", 0) == 0 ? se::make_tensor_task(task_spec.substr(8))
                                                     : t::make_task(task_spec, max_len);
-    const auto n_train = static_cast<std::int64_t>(task->size(t::Split::train));
+    // The rows of this client's part; the data order runs over them.
+    std::vector<std::int64_t> rows;
+    for (std::int64_t r = part - 1; r < static_cast<std::int64_t>(task->size(t::Split::train)); r += parts) rows.push_back(r);
+    const auto n_train = static_cast<std::int64_t>(rows.size());
+    if (n_train == 0) throw seam::tools::UsageError("--data-part " + data_part + " holds no training rows");
+    if (parts > 1)
+      std::printf("seam-edge: data part %s: %lld of %zu training rows\n", data_part.c_str(), static_cast<long long>(n_train),
+                  task->size(t::Split::train));
     if (batch > n_train)
       throw seam::tools::UsageError("--batch " + std::to_string(batch) + " is larger than the training split (" +
-                                    std::to_string(n_train) + " examples)");
+                                    std::to_string(n_train) + " examples" + (parts > 1 ? " in part " + data_part : "") +
+                                    ")");
     const std::int64_t per_epoch = n_train / batch;
     const std::int64_t total = steps > 0 ? steps : epochs * per_epoch;
 
@@ -199,7 +225,7 @@ int main(int argc, char** argv) {
       if (progress_mode != "none") progress.update(m, client.stats());
     });
 
-    t::Sampler sampler(task->size(t::Split::train), data_seed);
+    t::Sampler sampler(static_cast<std::size_t>(n_train), data_seed);
     std::int64_t sampler_at = -1;
     bool interrupted = false;
     while (static_cast<std::int64_t>(client.step()) < total) {
@@ -215,6 +241,7 @@ int main(int argc, char** argv) {
         if (k != sampler_at) sampler.seek(k, batch);
         ix = sampler.next(batch);
       }
+      for (auto& i : ix) i = rows[static_cast<std::size_t>(i)];  // sample ids stay the rows of the whole split
       auto b = task->batch(t::Split::train, ix);
       b.ids = ix;
       sampler_at = k + 1;

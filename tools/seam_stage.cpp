@@ -20,6 +20,7 @@
 #include "seam/pipeline/planner.hpp"
 #include "seam/pipeline/profiler.hpp"
 #include "seam/pipeline/stage.hpp"
+#include "seam/session/job.hpp"
 #include "seam/training/checkpoint.hpp"
 #include "seam/training/job.hpp"
 #include "seam/training/threads.hpp"
@@ -36,7 +37,8 @@ double unix_seconds() {
 }
 
 const char* kUsage =
-    "usage: seam-stage serve --name S1 --port P --blocks A:B (--checkpoint CKPT | --model vit ...) \\\n"
+    "usage: seam-stage serve --name S1 --port P (--blocks A:B (--checkpoint CKPT | --model vit ...) \\\n"
+    "                        | --job DIR --half edge|cloud [--weights STEPDIR]) \\\n"
     "                        --next HOST:PORT --next-name S2 --cert PEM --key PEM --ca PEM [options]\n"
     "       seam-stage source --port P --first HOST:PORT --stages S1@HOST:PORT,... (--task TASK | --input FILE) \\\n"
     "                        --checkpoint CKPT --cert PEM --key PEM --ca PEM [options]\n"
@@ -73,10 +75,15 @@ std::pair<std::int64_t, std::int64_t> block_range(const std::string& s) {
 
 struct Common {
   t::ModelConfig mc;
-  std::string checkpoint, torchscript, cert, key, ca, client_cert, client_key;
+  std::string checkpoint, torchscript, cert, key, ca, client_cert, client_key, job, half, weights;
   int threads = 1;
   void add(po::options_description& o) {
     o.add_options()("checkpoint", po::value(&checkpoint), "weights and config from seam-train pretrain / seam-ptq train")(
+        "job", po::value(&job), "a prepared fine-tuning job's folder (seam-cloud prepare, or an edge's download): "
+                                "host one of its halves (--half) instead of --blocks")(
+        "half", po::value(&half), "with --job: edge | cloud")(
+        "weights", po::value(&weights), "with --job: a session's checkpoint of that half (step-N folder or its "
+                                        "half.pt); default: the job's initial weights")(
         "torchscript", po::value(&torchscript), "a scripted nn.Sequential instead of a native model")(
         "model", po::value(&mc.kind)->default_value("vit"), "vit | bert | cnn | gpt (fresh weights from --seed)")(
         "width", po::value(&mc.width)->default_value(64), "")("depth", po::value(&mc.depth)->default_value(4), "")(
@@ -155,7 +162,9 @@ struct Hop {
 int serve(const po::variables_map&, Common& c, Hop& hop, const std::string& name, std::uint16_t port,
           const std::string& bind, const std::string& blocks, int queue, const std::string& log) {
   if (name.empty()) throw UsageError("--name is required");
-  if (blocks.empty()) throw UsageError("--blocks A:B is required");
+  if (blocks.empty() == c.job.empty()) throw UsageError("give --blocks A:B, or --job DIR with --half edge|cloud");
+  if (c.job.empty() && (!c.half.empty() || !c.weights.empty())) throw UsageError("--half and --weights go with --job DIR");
+  if (!c.job.empty() && c.half != "edge" && c.half != "cloud") throw UsageError("--job needs --half edge or --half cloud");
   sp::StageOptions o;
   o.name = name;
   o.bind_address = bind;
@@ -163,7 +172,10 @@ int serve(const po::variables_map&, Common& c, Hop& hop, const std::string& name
   o.tls = c.server_tls();
   o.model = c.mc;
   o.checkpoint = c.checkpoint;
-  std::tie(o.begin, o.end) = block_range(blocks);
+  o.job_dir = c.job;
+  o.job_half = c.half;
+  o.job_weights = c.weights;
+  if (c.job.empty()) std::tie(o.begin, o.end) = block_range(blocks);
   o.next = hop.options(c, "next");
   o.queue = queue;
   std::ofstream events;
@@ -190,9 +202,10 @@ int serve(const po::variables_map&, Common& c, Hop& hop, const std::string& name
   signal(SIGPIPE, SIG_IGN);
   sp::StageWorker w(o);
   w.start();
-  std::printf("seam-stage %s listening on %s:%u, blocks [%lld, %lld)%s, next hop %s\n", name.c_str(), bind.c_str(),
-              static_cast<unsigned>(w.port()), static_cast<long long>(o.begin), static_cast<long long>(o.end),
-              w.last() ? " (last: results go to the source)" : "", o.next.name.c_str());
+  const std::string hosts = c.job.empty() ? "blocks " + blocks : "the " + c.half + " half of job " + c.job;
+  std::printf("seam-stage %s listening on %s:%u, %s%s, next hop %s\n", name.c_str(), bind.c_str(),
+              static_cast<unsigned>(w.port()), hosts.c_str(), w.last() ? " (last: results go to the source)" : "",
+              o.next.name.c_str());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&stop, &sig);
@@ -232,7 +245,9 @@ int source(Common& c, Hop& hop, std::uint16_t port, const std::string& bind, con
     for (std::int64_t b = 0; b < x.size(0); b += micro_batch)
       in.push_back({x.slice(0, b, std::min(b + micro_batch, x.size(0))), {}});
   } else {
-    const std::int64_t max_len = c.checkpoint.empty() ? c.mc.max_len : t::checkpoint_config(c.checkpoint).max_len;
+    const std::int64_t max_len = !c.job.empty()          ? seam::session::load_job(c.job).spec.model.max_len
+                                 : c.checkpoint.empty() ? c.mc.max_len
+                                                        : t::checkpoint_config(c.checkpoint).max_len;
     auto task = t::make_task(task_spec, max_len);
     const auto n = static_cast<std::int64_t>(task->size(t::Split::test));
     for (std::int64_t b = 0; b < batches; ++b) {

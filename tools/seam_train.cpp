@@ -15,6 +15,7 @@
 #include "seam/session/run.hpp"
 #include "seam/training/checkpoint.hpp"
 #include "seam/training/job.hpp"
+#include "seam/training/option_table.hpp"
 #include "seam/compression/platform.hpp"
 #include "seam/training/threads.hpp"
 
@@ -117,36 +118,18 @@ int main(int argc, char** argv) {
   std::size_t max_per_class = 0;
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("config", po::value(&config), "key = value file with these options")(
-      "model", po::value(&mc.kind)->default_value("vit"), "vit | cnn | bert | gpt")(
       "task", po::value(&task)->default_value("fashion-mnist"),
-      "fashion-mnist | fashion-mnist:LO-HI | fortunes-topic | fortunes-language | jsonl:PATH")(
-      "width", po::value(&mc.width)->default_value(64), "transformer width")(
-      "depth", po::value(&mc.depth)->default_value(4), "transformer blocks")(
-      "heads", po::value(&mc.heads)->default_value(4), "attention heads")(
-      "mlp-ratio", po::value(&mc.mlp_ratio)->default_value(4), "FFN width / width")(
-      "patch", po::value(&mc.patch)->default_value(7), "ViT patch size")(
-      "max-len", po::value(&mc.max_len)->default_value(128), "text length in bytes (with [CLS])")(
-      "cnn-width", po::value(&mc.cnn_width)->default_value(16), "CNN base channels")(
-      "cnn-stages", po::value(&mc.cnn_stages)->default_value(3), "CNN residual stages")(
-      "split", po::value(&mc.split)->default_value(1), "blocks [0, split) run on the edge")(
-      "sft-rank", po::value(&mc.sft_rank)->default_value(0), "SFT bottleneck rank at the split (0 = off)")(
-      "c3-groups", po::value(&mc.c3_groups)->default_value(0), "C3 samples bound per group (0 = off)")(
-      "c3-keys", po::value(&mc.c3_keys)->default_value("gaussian"), "gaussian | unitary")(
-      "up-codec", po::value(&hs.up_codec)->default_value("none"), "codec spec for activations (see seam-codec list)")(
-      "down-codec", po::value(&hs.down_codec)->default_value("none"), "codec spec for gradients")(
-      "optimizer", po::value(&oc.kind)->default_value("adamw"), "adamw | sgd")(
-      "lr", po::value(&oc.lr)->default_value(1e-3), "peak learning rate")(
-      "weight-decay", po::value(&oc.weight_decay)->default_value(0.01), "on matrices only")(
-      "warmup", po::value(&oc.warmup_steps)->default_value(100), "linear warm-up steps")(
-      "schedule", po::value(&oc.schedule)->default_value("cosine"), "cosine | linear | constant")(
-      "clip", po::value(&oc.clip_norm)->default_value(1.0), "gradient-norm clip per half (0 = off)")(
+      "fashion-mnist | fashion-mnist:LO-HI | fortunes-topic | fortunes-language | jsonl:PATH");
+  t::add_model_options(opts, mc);  // the same names, defaults and help as seam-cloud's job files
+  t::add_codec_options(opts, hs);
+  t::add_optimizer_options(opts, oc);
+  opts.add_options()(
       "steps", po::value(&ro.steps)->default_value(1000), "optimizer steps")(
       "batch", po::value(&ro.batch)->default_value(64), "batch size")(
       "eval-every", po::value(&ro.eval_every)->default_value(0), "evaluate every N steps (0 = at the end)")(
       "eval-limit", po::value(&ro.eval_limit)->default_value(0),
       "periodic evaluations use the first N test examples (0 = all); the final one always uses all")(
       "log-every", po::value(&ro.log_every)->default_value(50), "print a progress line every N steps")(
-      "seed", po::value(&mc.seed)->default_value(0), "model, codec and data seed")(
       "threads", po::value(&threads)->default_value(0), "LibTorch threads (0 = all cores)")(
       "max-per-class", po::value(&max_per_class)->default_value(0), "cap text examples per class (0 = all)")(
       "pretrained", po::value(&pretrained), "finetune: checkpoint written by pretrain")(

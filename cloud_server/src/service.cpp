@@ -14,6 +14,7 @@
 
 #include "seam/session/protocol.hpp"
 #include "seam/training/job.hpp"
+#include "seam/training/option_table.hpp"
 
 namespace seam::cloud {
 
@@ -48,26 +49,13 @@ po::options_description job_keys(JobDef& j, std::string& task) {
   auto& hs = j.spec.half;
   auto& oc = hs.optim;
   po::options_description d("job");
-  d.add_options()("model", po::value(&mc.kind)->default_value("vit"), "vit | cnn | bert")(
-      "task", po::value(&task), "the task whose classes the head predicts (or give classes)")(
+  t::add_model_options(d, mc);  // seam-train's names, defaults and help (training/option_table.hpp)
+  t::add_codec_options(d, hs);
+  t::add_optimizer_options(d, oc);
+  d.add_options()("task", po::value(&task), "the task whose classes the head predicts (or give classes)")(
       "classes", po::value(&mc.classes)->default_value(0), "classes of the head (0: from task)")(
-      "width", po::value(&mc.width)->default_value(64), "")("depth", po::value(&mc.depth)->default_value(4), "")(
-      "heads", po::value(&mc.heads)->default_value(4), "")("mlp-ratio", po::value(&mc.mlp_ratio)->default_value(4), "")(
-      "patch", po::value(&mc.patch)->default_value(7), "")("max-len", po::value(&mc.max_len)->default_value(128), "")(
-      "cnn-width", po::value(&mc.cnn_width)->default_value(16), "")(
-      "cnn-stages", po::value(&mc.cnn_stages)->default_value(3), "")("split", po::value(&mc.split)->default_value(1), "")(
-      "sft-rank", po::value(&mc.sft_rank)->default_value(0), "")(
-      "c3-groups", po::value(&mc.c3_groups)->default_value(0), "")(
-      "c3-keys", po::value(&mc.c3_keys)->default_value("gaussian"), "")(
-      "up-codec", po::value(&hs.up_codec)->default_value("none"), "")(
-      "down-codec", po::value(&hs.down_codec)->default_value("none"), "")(
-      "optimizer", po::value(&oc.kind)->default_value("adamw"), "")("lr", po::value(&oc.lr)->default_value(1e-3), "")(
-      "weight-decay", po::value(&oc.weight_decay)->default_value(0.01), "")(
-      "warmup", po::value(&oc.warmup_steps)->default_value(100), "")(
-      "schedule", po::value(&oc.schedule)->default_value("cosine"), "")(
-      "clip", po::value(&oc.clip_norm)->default_value(1.0), "")(
       "steps", po::value(&oc.total_steps)->default_value(1000), "schedule length")(
-      "seed", po::value(&mc.seed)->default_value(0), "")("pretrained", po::value(&j.spec.pretrained), "")(
+      "pretrained", po::value(&j.spec.pretrained), "")(
       "policy", po::value(&j.policy)->default_value("per-client"), "")(
       "allow", po::value(&j.allow)->composing(), "a certificate subject that may join (repeatable)")(
       "checkpoint-every", po::value(&j.checkpoint_every)->default_value(0), "")(

@@ -2,15 +2,18 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
 
 #include "seam/compression/codec.hpp"
+#include "seam/session/job.hpp"
 #include "seam/session/protocol.hpp"
 #include "seam/training/checkpoint.hpp"
 #include "seam/training/stages.hpp"
@@ -135,17 +138,50 @@ struct StageWorker::Impl : std::enable_shared_from_this<StageWorker::Impl> {
   training::ModelHalf build() {
     if (o.name.empty()) throw std::invalid_argument("stage: a name is required");
     if (o.queue < 1) throw std::invalid_argument("stage '" + o.name + "': queue must be >= 1");
-    if (!o.checkpoint.empty()) o.model = training::checkpoint_config(o.checkpoint);
-    const auto n = training::block_count(o.model);
-    auto h = training::build_model_range(o.model, o.begin, o.end, o.checkpoint);
+    training::ModelHalf h = o.job_dir.empty() ? build_range() : build_job_half();
     h.train(false);
-    is_last = o.end == n;
+    is_last = o.end == training::block_count(o.model);
     text_input = o.begin == 0 && (o.model.kind == "bert" || o.model.kind == "gpt");
     if (!is_last && o.next.codec != "quantpipe") {
       const auto spec = compression::make_codec(o.next.codec)->spec();
       if (ss::codec_needs_ids(spec))
         throw std::invalid_argument("stage '" + o.name + "': codec '" + spec +
                                     "' keeps per-sample state; a pipeline hop takes a stateless codec");
+    }
+    return h;
+  }
+
+  training::ModelHalf build_range() {
+    if (!o.job_half.empty() || !o.job_weights.empty())
+      throw std::invalid_argument("stage '" + o.name + "': a job half and its weights need the job's folder");
+    if (!o.checkpoint.empty()) o.model = training::checkpoint_config(o.checkpoint);
+    return training::build_model_range(o.model, o.begin, o.end, o.checkpoint);
+  }
+
+  training::ModelHalf build_job_half() {
+    const bool edge = o.job_half == "edge";
+    if (!edge && o.job_half != "cloud")
+      throw std::invalid_argument("stage '" + o.name + "': job half '" + o.job_half + "': expected edge or cloud");
+    if (!o.checkpoint.empty())
+      throw std::invalid_argument("stage '" + o.name + "': give a checkpoint or a job, not both");
+    const auto job = ss::load_job(o.job_dir);
+    o.model = job.spec.model;
+    o.begin = edge ? 0 : o.model.split;
+    o.end = edge ? o.model.split : training::block_count(o.model);
+    training::ModelHalf h = edge ? ss::load_edge_half(job) : ss::load_cloud_half(job);
+    if (!o.job_weights.empty()) {
+      std::string file = o.job_weights;
+      if (std::filesystem::is_directory(file)) file += "/half.pt";
+      training::CheckpointParts parts;
+      parts.config = &job.spec.model;
+      (edge ? parts.edge : parts.cloud) = &h;
+      parts.fingerprint = job.fingerprint;
+      try {
+        training::load_checkpoint(file, parts);
+      } catch (const std::exception& e) {
+        throw std::invalid_argument("stage '" + o.name + "': weights '" + o.job_weights + "' of job '" + o.job_dir +
+                                    "': " + e.what());
+      }
     }
     return h;
   }
@@ -179,14 +215,13 @@ struct StageWorker::Impl : std::enable_shared_from_this<StageWorker::Impl> {
     spec.max_len = o.max_len;
     auto r = ss::parse_infer(std::move(m), spec);
     Inbound item{generation.load(), r.batch_id, r.batch, r.mask, std::move(r.activations)};
-    const auto deadline = Clock::now() + o.next.stall_timeout;
+    // A full queue waits as long as this stage and the hops after it are
+    // alive, however long a micro-batch computes: meanwhile the server's
+    // Working notices tell the previous hop that this stage is busy, not
+    // stalled. A dead or frozen next stage is the send thread's failure.
     while (!in.push(item, std::chrono::milliseconds(50))) {
       if (auto f = failure(); !f.empty()) throw std::runtime_error(f);
       if (stopping) throw std::runtime_error(self() + " is stopping");
-      if (Clock::now() > deadline)
-        throw std::runtime_error(self() + ": its queue stayed full for " +
-                                 std::to_string(o.next.stall_timeout.count()) + " ms: stage '" + o.next.name +
-                                 "' is not taking micro-batches");
     }
     return ack(r.batch_id);
   }
@@ -309,7 +344,10 @@ struct StageWorker::Impl : std::enable_shared_from_this<StageWorker::Impl> {
     so.port = o.port;
     so.tls = o.tls;
     so.worker_threads = 1;
-    so.keepalive_interval = st::Millis(0);  // a full queue must look like the stall it is
+    // Working notices while a handler waits for room in the queue: a stage
+    // that computes a micro-batch for longer than the hop's stall timeout is
+    // busy, not stalled. A frozen process sends none, so its stall is still seen.
+    so.keepalive_interval = std::clamp(o.next.stall_timeout / 4, st::Millis(10), st::Millis(1000));
     so.drain_timeout = st::Millis(1000);
     auto self_ptr = shared_from_this();
     server = std::make_unique<st::Server>(so, [w = std::weak_ptr<Impl>(self_ptr)](const st::PeerInfo&, st::Message&& m) {

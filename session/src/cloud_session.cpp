@@ -112,18 +112,23 @@ st::Message CloudSession::on_hello(const st::Hello& h) {
   every_ = store_->enabled() ? (job_every_ ? job_every_ : h.checkpoint_every) : 0;
   const std::uint64_t mine = trainer_->steps_done(), theirs = h.resume_step;
   const bool reattach = !dirty_ && (theirs == mine || (theirs + 1 == mine && last_step_ == theirs));
-  if (!reattach && (theirs < mine || dirty_)) {
-    // The edge is behind (it restarted from a checkpoint): go back to ours of
-    // that step, or the newest before it; the edge then rolls back to match.
-    auto k = store_->newest_at_most(theirs);
-    if (!k)
+  if (!reattach && (theirs != mine || dirty_)) {
+    // The edge is behind (it restarted from a checkpoint), or ahead (the cloud
+    // restarted from an uncoordinated checkpoint, written at eviction or
+    // shutdown, and the edge trained on after it): go back to our checkpoint
+    // of the edge's step, or the newest coordinated one before it; the edge
+    // then rolls back to match.
+    auto k = store_->resume_point(theirs);
+    if (k) {
+      store_->load(*k, trainer_->state());
+      last_step_.reset();
+      last_reply_.reset();
+      dirty_ = false;
+    } else if (theirs < mine || dirty_) {
       throw SessionError(SessionErrc::step_order, "edge resumes at step " + std::to_string(theirs) +
                                                       " but the cloud, at step " + std::to_string(mine) +
                                                       ", has no checkpoint at or before it");
-    store_->load(*k, trainer_->state());
-    last_step_.reset();
-    last_reply_.reset();
-    dirty_ = false;
+    }
   }
   if (every_ > 0 && trainer_->steps_done() == 0) store_->save(trainer_->state());  // a point to roll back to
   st::Welcome w;
@@ -237,7 +242,7 @@ std::string CloudSession::save_now() {
   std::unique_lock<std::mutex> l(mu_);
   cv_.wait(l, [&] { return !running_; });
   if (!store_->enabled() || dirty_ || trainer_->steps_done() == 0) return "";
-  return store_->save(trainer_->state());
+  return store_->save(trainer_->state(), /*coordinated=*/false);
 }
 
 // ---------------------------------------------------------------- registry
@@ -255,14 +260,22 @@ CloudSessions::~CloudSessions() {
 st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
   if (peer.session_key.empty())
     return error_message(SessionErrc::no_session, std::string("send Hello before ") + st::to_string(m.type()));
+  const std::string& key = peer.session_key;
   std::shared_ptr<CloudSession> s;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = sessions_.find(peer.session_key);
-    if (it != sessions_.end()) {
-      s = it->second;
-      last_used_[peer.session_key] = ++tick_;
-    } else {
+  while (!s) {
+    std::string victim_key;
+    std::shared_ptr<CloudSession> victim;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      // An evicted session of this key is still being written: its state
+      // folder is what a new session would load.
+      saved_.wait(l, [&] { return saving_.count(key) == 0; });
+      auto it = sessions_.find(key);
+      if (it != sessions_.end()) {
+        s = it->second;
+        last_used_[key] = ++tick_;
+        break;
+      }
       const auto* h = m.as<st::Hello>();
       if (!h)
         return error_message(SessionErrc::no_session, std::string("no session for this connection; send Hello before ") +
@@ -272,22 +285,44 @@ st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
       } catch (const SessionError& e) {
         return error_message(e.code(), e.what());
       }
-      if (max_sessions_ > 0 && sessions_.size() >= max_sessions_ && !evict_one()) {
-        return error_message(SessionErrc::handler_failed,
-                             "cannot open the session: " + std::to_string(max_sessions_) +
-                                 " sessions of this job are open and busy (max-sessions); try again later");
+      if (max_sessions_ > 0 && sessions_.size() >= max_sessions_) {
+        victim_key = pick_victim();
+        if (victim_key.empty())
+          return error_message(SessionErrc::handler_failed,
+                               "cannot open the session: " + std::to_string(max_sessions_) +
+                                   " sessions of this job are open and busy (max-sessions); try again later");
+        victim = std::move(sessions_[victim_key]);
+        sessions_.erase(victim_key);
+        last_used_.erase(victim_key);
+        saving_.insert(victim_key);
+        ++evicted_;
+      } else {
+        SessionOptions o = base_;
+        o.state_dir = root_.empty() ? "" : root_ + "/" + sha256_hex(key).substr(0, 24);
+        try {
+          s = shared_ ? std::make_shared<CloudSession>(*shared_, job_, o) : std::make_shared<CloudSession>(job_, o);
+        } catch (const std::exception& e) {
+          return error_message(SessionErrc::handler_failed, std::string("cannot open the session: ") + e.what());
+        }
+        if (on_create) on_create(*s);
+        sessions_[key] = s;
+        last_used_[key] = ++tick_;
+        break;
       }
-      SessionOptions o = base_;
-      o.state_dir = root_.empty() ? "" : root_ + "/" + sha256_hex(peer.session_key).substr(0, 24);
-      try {
-        s = shared_ ? std::make_shared<CloudSession>(*shared_, job_, o) : std::make_shared<CloudSession>(job_, o);
-      } catch (const std::exception& e) {
-        return error_message(SessionErrc::handler_failed, std::string("cannot open the session: ") + e.what());
-      }
-      if (on_create) on_create(*s);
-      sessions_[peer.session_key] = s;
-      last_used_[peer.session_key] = ++tick_;
     }
+    // Outside the lock: the other sessions keep being served while it writes.
+    // A failed save loses only the steps since the session's last coordinated
+    // checkpoint; its client rolls back to that one on its next Hello.
+    try {
+      victim->save_now();
+    } catch (const std::exception&) {
+    }
+    victim.reset();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      saving_.erase(victim_key);
+    }
+    saved_.notify_all();
   }
   return s->handle(std::move(m));
 }
@@ -297,26 +332,22 @@ void CloudSessions::set_max_sessions(std::size_t n) {
   max_sessions_ = n;
 }
 
-// Under mu_: saves and drops the least recently used idle session. Only
+// Under mu_: the least recently used session that no request is using. Only
 // sessions with a state folder can go (their clients resume from it).
-bool CloudSessions::evict_one() {
-  if (root_.empty()) return false;
+std::string CloudSessions::pick_victim() const {
+  if (root_.empty()) return "";
   std::string victim;
   std::uint64_t oldest = 0;
-  for (const auto& [key, s] : sessions_) {
+  for (const auto& [k, s] : sessions_) {
     if (s.use_count() > 1) continue;  // a request is using it
-    const auto used = last_used_[key];
+    auto u = last_used_.find(k);
+    const std::uint64_t used = u == last_used_.end() ? 0 : u->second;
     if (victim.empty() || used < oldest) {
-      victim = key;
+      victim = k;
       oldest = used;
     }
   }
-  if (victim.empty()) return false;
-  sessions_[victim]->save_now();
-  sessions_.erase(victim);
-  last_used_.erase(victim);
-  ++evicted_;
-  return true;
+  return victim;
 }
 
 std::size_t CloudSessions::save_all() {

@@ -107,19 +107,32 @@ std::vector<std::uint64_t> StateStore::steps() const {
   return out;
 }
 
-std::optional<std::uint64_t> StateStore::newest_at_most(std::uint64_t step) const {
+namespace {
+constexpr const char* kUncoordinated = "uncoordinated";  // marker file in a checkpoint folder
+}  // namespace
+
+bool StateStore::coordinated(std::uint64_t step) const { return !fs::exists(path_of(step) + "/" + kUncoordinated); }
+
+std::optional<std::uint64_t> StateStore::resume_point(std::uint64_t step) const {
   std::optional<std::uint64_t> best;
   for (auto s : steps())
-    if (s <= step) best = s;
+    if (s == step || (s < step && coordinated(s))) best = s;
   return best;
 }
 
 bool StateStore::has(std::uint64_t step) const { return enabled() && fs::is_directory(path_of(step)); }
 
-std::string StateStore::save(t::HalfState& st) const {
+std::string StateStore::save(t::HalfState& st, bool coordinated) const {
   const std::uint64_t step = st.steps_done();
   const std::string final_dir = path_of(step);
-  if (fs::is_directory(final_dir)) return final_dir;  // a repeated request: already saved
+  if (fs::is_directory(final_dir)) {  // a repeated request, or saved before: the same state
+    if (coordinated && fs::exists(final_dir + "/" + kUncoordinated)) {
+      fs::remove(final_dir + "/" + kUncoordinated);
+      fsync_path(final_dir, true);
+      prune();
+    }
+    return final_dir;
+  }
   const std::string tmp = dir_ + "/.tmp-" + fs::path(final_dir).filename().string() + "-" + std::to_string(::getpid());
   std::error_code ec;
   fs::remove_all(tmp, ec);
@@ -138,15 +151,30 @@ std::string StateStore::save(t::HalfState& st) const {
       auto bytes = ctx->save_state();
       write_plain(tmp + "/" + file, bytes.data(), bytes.size());
     }
+    if (!coordinated) write_plain(tmp + "/" + kUncoordinated, "", 0);
     fsync_path(tmp, true);
     rename_synced(tmp, final_dir);
   } catch (...) {
     fs::remove_all(tmp, ec);
     throw;
   }
-  auto all = steps();
-  for (std::size_t i = 0; i + static_cast<std::size_t>(keep_) < all.size(); ++i) fs::remove_all(path_of(all[i]), ec);
+  prune();
   return final_dir;
+}
+
+void StateStore::prune() const {
+  const auto all = steps();
+  std::vector<std::uint64_t> coord, other;
+  for (auto s : all) (coordinated(s) ? coord : other).push_back(s);
+  std::vector<std::uint64_t> drop;
+  const std::size_t keep = static_cast<std::size_t>(keep_);
+  if (coord.size() > keep) drop.assign(coord.begin(), coord.end() - static_cast<std::ptrdiff_t>(keep));
+  // The newest uncoordinated one survives only while it is the newest of all
+  // (the state a peer that kept running reattaches to).
+  for (std::size_t i = 0; i < other.size(); ++i)
+    if (i + 1 < other.size() || (!coord.empty() && other[i] < coord.back())) drop.push_back(other[i]);
+  std::error_code ec;
+  for (auto s : drop) fs::remove_all(path_of(s), ec);
 }
 
 void StateStore::load(std::uint64_t step, t::HalfState& st) const {

@@ -40,14 +40,22 @@ class StateStore {
   bool enabled() const { return !dir_.empty(); }
   const std::string& dir() const { return dir_; }
   std::vector<std::uint64_t> steps() const;  // ascending
-  std::optional<std::uint64_t> newest_at_most(std::uint64_t step) const;
+  // Where a peer at `step` can resume: the checkpoint of that very step, or
+  // the newest coordinated one before it (the peer holds those too).
+  std::optional<std::uint64_t> resume_point(std::uint64_t step) const;
   bool has(std::uint64_t step) const;
-  // Saves the state at its current step (keeps the newest `keep` checkpoints).
-  std::string save(training::HalfState& st) const;
+  bool coordinated(std::uint64_t step) const;
+  // Saves the state at its current step. A coordinated checkpoint is one the
+  // peer saves too (a Checkpoint request, step 0); the others (eviction,
+  // shutdown) are marked. Pruning keeps the newest `keep` coordinated ones and
+  // the newest other one when it is newer than those: an uncoordinated
+  // checkpoint never pushes out one that a peer may need to roll back to.
+  std::string save(training::HalfState& st, bool coordinated = true) const;
   void load(std::uint64_t step, training::HalfState& st) const;
 
  private:
   std::string path_of(std::uint64_t step) const;
+  void prune() const;
   std::string dir_;
   int keep_;
   bool edge_;

@@ -3,7 +3,7 @@
 # 127.0.0.1, one shared job: a small ViT on Fashion-MNIST classes 5-9, SFT rank 8
 # at the split, 4-bit activations up, 8-bit gradients down. Each client downloads
 # the front half when it joins and trains a few dozen steps on its own half of the
-# data (or, without seam-edge --data-part, its own order). Checks, from the
+# data (seam-edge --data-part). Checks, from the
 # clients' JSONL logs:
 #   - the loss falls (mean of the last 5 steps below the mean of the first 5);
 #   - every step's bytes are what the chain's spec implies: the activations are
@@ -61,13 +61,10 @@ pids+=("$cloud_pid")
 port=$cloud_port
 
 certs=(client edge-2)
-# Each client on its own half of the data; a seam-edge without --data-part
-# gives each client its own order of the whole split instead.
-parts=yes
-"$build/tools/seam-edge" --help | grep -q -- '--data-part' || parts=""
+# Each client on its own half of the data.
 edge=()
 for i in 0 1; do
-  if [ -n "$parts" ]; then data=(--data-part "$((i + 1))/2"); else data=(--data-seed "$((i + 1))"); fi
+  data=(--data-part "$((i + 1))/2")
   "$build/tools/seam-edge" --server "127.0.0.1:$port" --ca "$work/pki/ca.pem" --cert "$work/pki/${certs[$i]}.pem" \
     --key "$work/pki/${certs[$i]}.key" --job demo --state-dir "$work/edge-$i" \
     --client-id "edge-$((i + 1))" --task fashion-mnist:5-9 "${data[@]}" --steps "$steps" \

@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <set>
 #include <fstream>
 #include <mutex>
@@ -367,6 +369,50 @@ TEST(SessionRestart, EdgeRestartedFromItsCheckpointResumesBitForBit) {
   EXPECT_EQ(edge.connect(link, "edge"), 6u);  // the cloud, at 8, rolled back to its checkpoint of 6
   train(edge, link, steps, [](std::uint64_t) {});
   expect_identical(ref, cloud_params_of(cloud.sessions, edge));
+}
+
+// Saves at eviction or shutdown (save_now) are uncoordinated: the edge has no
+// checkpoint of their step. With keep-checkpoints 2 and two such saves, the
+// coordinated checkpoints an edge can roll back to survive, and a cloud
+// rebuilt from its folder (it loads the newest save) resumes bit for bit
+// both with an edge that restarted from its checkpoint (behind the cloud) and
+// with an edge that trained on past the save (ahead of it).
+TEST(SessionRestart, UncoordinatedSavesNeverPushOutTheCheckpointAnEdgeNeeds) {
+  const auto& job = prepared(true);
+  const std::uint64_t steps = 11;
+  auto ref = reference(job, steps);
+  for (const bool edge_restarts : {true, false}) {
+    SCOPED_TRACE(edge_restarts ? "the edge restarts from its checkpoint" : "the edge trains on past the save");
+    auto root = ss::test::temp_dir(edge_restarts ? "uncoord_behind" : "uncoord_ahead");
+    ss::SessionOptions co;
+    co.state_dir = root + "/cloud";
+    co.keep_checkpoints = 2;
+    auto eo = edge_options(root, 5);
+    auto cloud = std::make_unique<ss::CloudSession>(job, co);
+    auto edge = std::make_unique<ss::EdgeSession>(job, eo);
+    {
+      ss::InProcessLink link(*cloud);
+      edge->connect(link, "edge");
+      train(*edge, link, 6, [](std::uint64_t) {});  // coordinated: 0, 5
+      EXPECT_FALSE(cloud->save_now().empty());       // step 6, as at an eviction
+      train(*edge, link, 7, [](std::uint64_t) {});
+      EXPECT_FALSE(cloud->save_now().empty());  // step 7, as at SIGTERM
+      if (!edge_restarts) train(*edge, link, 8, [](std::uint64_t) {});  // the cloud then loses step 7
+    }
+    std::vector<std::uint64_t> kept;
+    for (const auto& e : std::filesystem::directory_iterator(co.state_dir))
+      if (e.path().filename().string().rfind("step-", 0) == 0) kept.push_back(std::stoull(e.path().filename().string().substr(5)));
+    std::sort(kept.begin(), kept.end());
+    EXPECT_EQ(kept, (std::vector<std::uint64_t>{0, 5, 7}));  // 2 coordinated + the newest other one
+    cloud = std::make_unique<ss::CloudSession>(job, co);  // restarted: loads step 7
+    EXPECT_EQ(cloud->next_step(), 7u);
+    if (edge_restarts) edge = std::make_unique<ss::EdgeSession>(job, eo);  // back at its checkpoint of 5
+    EXPECT_EQ(edge->step(), edge_restarts ? 5u : 8u);
+    ss::InProcessLink link(*cloud);
+    EXPECT_EQ(edge->connect(link, "edge"), 5u);  // both go back to the coordinated checkpoint of 5
+    train(*edge, link, steps, [](std::uint64_t) {});
+    expect_identical(ref, snapshot(edge->half(), cloud->half()));
+  }
 }
 
 TEST(SessionSteps, ADuplicateWhileInFlightGetsTheSameReplyAndTheStepIsAppliedOnce) {

@@ -81,6 +81,14 @@ struct StageOptions {
   training::ModelConfig model;
   std::string checkpoint;
   std::int64_t begin = 0, end = 0;
+  // Or one half of a split fine-tuning job (session/): `job_dir` is the
+  // prepared job folder (the cloud's STATE/NAME/job, or an edge's downloaded
+  // copy for the edge half), `job_half` "edge" or "cloud", and
+  // `job_weights` a checkpoint of that half written by a session (a
+  // step-N folder or its half.pt; empty: the job's initial weights). The
+  // checkpoint must belong to this job (its fingerprint). begin/end and model
+  // are then taken from the job; the cloud half is the last stage.
+  std::string job_dir, job_half, job_weights;
   HopOptions next;             // the next stage, or the source after the last stage
   int queue = 4;               // micro-batches waiting for compute, and for the send
   std::int64_t max_len = 0;    // refuse masks longer than this (0: no bound)

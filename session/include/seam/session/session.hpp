@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "seam/session/job.hpp"
@@ -215,6 +216,8 @@ class CloudSessions {
   // and drops the least recently used session that no request is using (its
   // client resumes it from that checkpoint on its next Hello); when every
   // session is busy, the new one is refused (handler_failed, with the cap).
+  // The save runs outside the registry's lock, so the other sessions keep
+  // being served; the evicted session's own next Hello waits for it.
   void set_max_sessions(std::size_t n);
   std::uint64_t evicted() const { return evicted_.load(); }
   std::function<void(CloudSession&)> on_create;  // tests: hooks on new sessions
@@ -225,8 +228,10 @@ class CloudSessions {
   SessionOptions base_;
   std::unique_ptr<SharedCloud> shared_;
   mutable std::mutex mu_;
+  std::condition_variable saved_;  // a session being saved by an eviction has been written
   std::map<std::string, std::shared_ptr<CloudSession>> sessions_;
-  bool evict_one();
+  std::set<std::string> saving_;  // evicted sessions whose state is being written (outside mu_)
+  std::string pick_victim() const;
   std::map<std::string, std::uint64_t> last_used_;  // session key -> tick of its latest request
   std::uint64_t tick_ = 0;
   std::size_t max_sessions_ = 0;
