@@ -56,6 +56,8 @@ po::options_description job_keys(JobDef& j, std::string& task) {
       "classes", po::value(&mc.classes)->default_value(0), "classes of the head (0: from task)")(
       "steps", po::value(&oc.total_steps)->default_value(1000), "schedule length")(
       "pretrained", po::value(&j.spec.pretrained), "")(
+      "script", po::value(&mc.script_path), "model = torchscript: the front file (a scripted module; the edge's half)")(
+      "script-back", po::value(&mc.script_back_path), "model = torchscript: the back file (the cloud's half)")(
       "policy", po::value(&j.policy)->default_value("per-client"), "")(
       "allow", po::value(&j.allow)->composing(), "a certificate subject that may join (repeatable)")(
       "checkpoint-every", po::value(&j.checkpoint_every)->default_value(0), "")(

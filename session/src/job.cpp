@@ -247,26 +247,60 @@ PreparedJob in_memory_job(const JobSpec& j, const t::ModelHalf& edge) {
   return p;
 }
 
+namespace {
+constexpr const char* kScriptFront = "edge.ts";  // a TorchScript job's front file: an edge downloads it
+constexpr const char* kScriptBack = "cloud.ts";  // its back file: the cloud's alone
+
+// A TorchScript job's files live in its folder under fixed names, whatever
+// the paths it was prepared from (and whatever job.conf says).
+void place_scripts(t::ModelConfig& m, const std::string& dir) {
+  if (m.kind != "torchscript") return;
+  m.script_path = dir + "/" + kScriptFront;
+  m.script_back_path = dir + "/" + kScriptBack;  // absent from an edge's copy, and never opened there
+}
+}  // namespace
+
 void prepare_job(const JobSpec& j, const std::string& dir) {
   check_job(j);
-  if (j.model.kind == "torchscript")
-    throw std::invalid_argument("job: TorchScript models cannot be prepared as jobs yet (use seam-train in one process)");
+  const bool script = j.model.kind == "torchscript";
+  if (script && j.model.script_back_path.empty())
+    throw std::invalid_argument(
+        "job: a TorchScript job needs a front/back pair of files (script and script-back), so that an edge receives "
+        "the front alone and never the cloud's blocks; from Python, save torch.jit.script(seq[:k]) and "
+        "torch.jit.script(seq[k:])");
+  if (script && j.model.split != 1)
+    throw std::invalid_argument("job: a TorchScript front/back pair is split between its two files: split must be 1 (got " +
+                                std::to_string(j.model.split) + ")");
   if (fs::exists(dir)) throw std::runtime_error("job folder '" + dir + "' exists; remove it to prepare the job again");
-  auto sm = t::build_split_model(j.model, j.pretrained);
   const std::string tmp = dir + ".tmp-" + std::to_string(::getpid());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   try {
+    JobSpec stored = j;
+    std::vector<std::string> files = {"job.conf", "edge_init.pt", "cloud_init.pt"};
+    if (script) {  // copied first, and the halves built from the copies: the bytes the manifest hashes
+      for (auto [from, to] : {std::pair{j.model.script_path, kScriptFront}, std::pair{j.model.script_back_path, kScriptBack}}) {
+        std::error_code ec;
+        if (!fs::is_regular_file(from, ec)) throw std::invalid_argument("job: TorchScript file '" + from + "' does not exist");
+        fs::copy_file(from, tmp + "/" + to);
+        files.push_back(to);
+      }
+      place_scripts(stored.model, tmp);
+    }
+    auto sm = t::build_split_model(stored.model, j.pretrained);
     auto write_half = [&](const char* file, t::ModelHalf* edge, t::ModelHalf* cloud) {
-      t::CheckpointParts parts{&j.model, edge, cloud, nullptr, nullptr, 0, "job-init"};
+      t::CheckpointParts parts{&stored.model, edge, cloud, nullptr, nullptr, 0, "job-init"};
       t::save_checkpoint(tmp + "/" + file, parts);
     };
     write_half("edge_init.pt", &sm.edge, nullptr);
     write_half("cloud_init.pt", nullptr, &sm.cloud);
-    detail::write_file_synced(tmp + "/job.conf", job_to_string(j));
+    if (script) {  // job.conf names the files as they sit in the job's folder
+      stored.model.script_path = kScriptFront;
+      stored.model.script_back_path = kScriptBack;
+    }
+    detail::write_file_synced(tmp + "/job.conf", job_to_string(stored));
     std::ostringstream man;
-    for (const char* f : {"job.conf", "edge_init.pt", "cloud_init.pt"})
-      man << "sha256." << f << "=" << file_sha256(tmp + "/" + f) << "\n";
+    for (const auto& f : files) man << "sha256." << f << "=" << file_sha256(tmp + "/" + f) << "\n";
     man << "edge_weights_sha256=" << weights_sha256(sm.edge) << "\n";
     detail::write_file_synced(tmp + "/manifest", man.str());
     detail::rename_synced(tmp, dir);
@@ -281,15 +315,23 @@ PreparedJob load_job(const std::string& dir) {
   if (!fs::is_directory(dir)) throw std::runtime_error("job folder '" + dir + "' does not exist (run prepare first)");
   auto man = parse_lines(detail::read_file(dir + "/manifest"), dir + "/manifest");
   const bool has_cloud = fs::exists(dir + "/cloud_init.pt");
-  for (const char* f : {"job.conf", "edge_init.pt", "cloud_init.pt"}) {
+  for (const char* f : {"job.conf", "edge_init.pt", "cloud_init.pt", kScriptFront, kScriptBack}) {
+    const std::string name = f;
+    const bool script_file = name == kScriptFront || name == kScriptBack;
     auto it = man.find(std::string("sha256.") + f);
-    if (it == man.end()) throw std::runtime_error(dir + "/manifest: no hash for '" + f + "'");
-    if (!has_cloud && std::string(f) == "cloud_init.pt") continue;  // an edge's copy
+    if (it == man.end()) {
+      if (script_file) continue;  // a native model's job
+      throw std::runtime_error(dir + "/manifest: no hash for '" + f + "'");
+    }
+    if (!has_cloud && (name == "cloud_init.pt" || name == kScriptBack)) continue;  // an edge's copy
     if (file_sha256(dir + "/" + f) != it->second)
       throw std::runtime_error("job file '" + dir + "/" + f + "' does not match its manifest hash (changed or damaged)");
   }
   PreparedJob p;
   p.spec = job_from_string(detail::read_file(dir + "/job.conf"));
+  if (p.spec.model.kind == "torchscript" && !man.count(std::string("sha256.") + kScriptFront))
+    throw std::runtime_error(dir + "/manifest: a TorchScript job without a hash for '" + kScriptFront + "'");
+  place_scripts(p.spec.model, dir);
   check_job(p.spec);
   p.dir = dir;
   p.has_cloud = has_cloud;
@@ -338,7 +380,8 @@ bool offered(const std::string& file) {
 transport::Message serve_fetch(const PreparedJob& job, const transport::Fetch& f) {
   if (!offered(f.file))
     return error_message(SessionErrc::bad_field, "fetch: file '" + f.file +
-                                                     "' is not offered (an edge may fetch manifest, job.conf, edge_init.pt)");
+                                                     "' is not offered (an edge may fetch manifest, job.conf, edge_init.pt "
+                                                     "and, for a TorchScript job, edge.ts)");
   const std::string path = job.dir + "/" + f.file;
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return error_message(SessionErrc::handler_failed, "fetch: cannot read the job's " + f.file);
@@ -401,9 +444,10 @@ PreparedJob fetch_job(SessionLink& link, const std::string& job_name, const std:
     const auto man = parse_lines(detail::read_file(tmp + "/manifest"), "fetched manifest");
     for (const char* f : kEdgeJobFiles) {
       if (std::string(f) == "manifest") continue;
-      fetch_file(link, job_name, f, tmp + "/" + f);
       auto it = man.find(std::string("sha256.") + f);
+      if (it == man.end() && std::string(f) == kScriptFront) continue;  // a native model's job
       if (it == man.end()) throw std::runtime_error("fetch: the manifest has no hash for '" + std::string(f) + "'");
+      fetch_file(link, job_name, f, tmp + "/" + f);
       if (file_sha256(tmp + "/" + f) != it->second)
         throw std::runtime_error("fetch: " + std::string(f) + " does not match the manifest's SHA-256 (damaged in transit)");
     }

@@ -9,6 +9,8 @@
 
 #include "seam/training/checkpoint.hpp"
 #include "seam/training/split_step.hpp"
+#include "seam/session/job.hpp"
+#include "seam/session/links.hpp"
 #include "session/local_session.hpp"
 
 namespace t = seam::training;
@@ -166,6 +168,60 @@ TEST_F(TorchScriptModels, CheckpointRoundTripAndBadInput) {
   EXPECT_THROW(t::build_split_model(c), std::invalid_argument);
   c.script_path = dir_ + "/missing.pt";
   EXPECT_THROW(t::build_split_model(c), std::invalid_argument);
+}
+
+// A TorchScript job: prepared from a front/back pair, its front half
+// downloaded by an edge (never the back file or the cloud's weights), and
+// trained through the cloud's and the edge's sessions of the prepared files:
+// the losses are Python's own training of the unsplit module.
+TEST_F(TorchScriptModels, AFrontBackPairJobIsPreparedDownloadedAndTrainsLikePython) {
+  namespace ss = seam::session;
+  ss::JobSpec spec;
+  spec.model.kind = "torchscript";
+  spec.model.script_path = dir_ + "/front.pt";
+  spec.model.script_back_path = dir_ + "/back.pt";
+  spec.half.optim = optim();
+  const std::string root = dir_ + "/job_pair";
+  ss::prepare_job(spec, root + "/cloud");
+  const auto cloud_job = ss::load_job(root + "/cloud");
+  EXPECT_TRUE(cloud_job.has_cloud);
+  EXPECT_EQ(cloud_job.spec.model.script_path, root + "/cloud/edge.ts");
+  ss::CloudSession cloud(cloud_job, {});
+  ss::InProcessLink link(cloud);
+  const auto edge_job = ss::fetch_job(link, "pair", root + "/edge");
+  EXPECT_FALSE(edge_job.has_cloud);
+  EXPECT_EQ(edge_job.fingerprint, cloud_job.fingerprint);
+  EXPECT_TRUE(fs::exists(root + "/edge/edge.ts"));
+  EXPECT_FALSE(fs::exists(root + "/edge/cloud.ts"));
+  EXPECT_FALSE(fs::exists(root + "/edge/cloud_init.pt"));
+  ss::EdgeSession edge(edge_job, {});
+  edge.connect(link, "edge");
+  auto x = load_py(dir_ + "/x.pt"), y = load_py(dir_ + "/y.pt");
+  auto python = load_py(dir_ + "/losses.pt");
+  for (int s = 0; s < 20; ++s) {
+    auto m = edge.train_step(link, t::TaskBatch{x[s], y[s], {}, {0, 1, 2, 3, 4, 5, 6, 7}});
+    ASSERT_TRUE(m.has_value());
+    EXPECT_NEAR(m->loss, python[s].item<double>(), 1e-5) << "step " << s;
+  }
+  // A changed front file is caught by the manifest.
+  std::ofstream(root + "/edge/edge.ts", std::ios::app) << "x";
+  try {
+    ss::load_job(root + "/edge");
+    ADD_FAILURE() << "edge.ts was changed";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("edge.ts' does not match its manifest hash"), std::string::npos) << e.what();
+  }
+  // One scripted file would put the cloud's blocks on the edge: refused, saying why.
+  spec.model.script_path = dir_ + "/seq.pt";
+  spec.model.script_back_path.clear();
+  spec.model.split = 2;
+  try {
+    ss::prepare_job(spec, root + "/single");
+    ADD_FAILURE() << "a single TorchScript file";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("needs a front/back pair of files"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(root + "/single"));
 }
 
 TEST_F(TorchScriptModels, PythonStateDictInitialisesAModelWithMatchingNames) {

@@ -481,6 +481,12 @@ SplitModel build_split_model(const ModelConfig& c, const std::string& pretrained
 }
 
 ModelHalf build_edge_half(const ModelConfig& c) {
+  if (c.kind == "torchscript" && !c.script_back_path.empty()) {  // the front file alone: the back is the cloud's
+    check_model_config(c);
+    auto edge = std::make_unique<ModelHalf::Impl>();
+    edge->add_script("front", std::make_shared<ScriptBlock>(load_script(c.script_path)));
+    return ModelHalf(std::move(edge));
+  }
   if (c.kind == "torchscript") return std::move(build_script_model(c, true).edge);
   return std::move(split_model(c, "", /*derive=*/false, /*edge_only=*/true).edge);
 }

@@ -183,7 +183,8 @@ class CloudSession {
 };
 
 // The files of a prepared job that an edge may download: never the cloud half.
-inline constexpr const char* kEdgeJobFiles[] = {"manifest", "job.conf", "edge_init.pt"};
+// edge.ts is a TorchScript job's front file (only such jobs have one).
+inline constexpr const char* kEdgeJobFiles[] = {"manifest", "job.conf", "edge_init.pt", "edge.ts"};
 inline constexpr std::uint32_t kFetchChunkBytes = 1u << 20;  // the most one FetchReply carries
 
 // Downloads the edge files of job `job_name` into `dir` in chunks, checks
