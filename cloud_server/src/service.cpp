@@ -290,19 +290,21 @@ st::Message Service::route(const st::PeerInfo& peer, st::Message&& m, std::strin
     if (!admit(peer, h->job, "hello", refusal)) return refusal;
     name = h->job;
   } else {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = job_of_.find(peer.session_key);
-    if (it == job_of_.end())
-      return ss::error_message(ss::SessionErrc::no_session, std::string("send Hello before ") + st::to_string(m.type()));
-    name = it->second;
+    // The job whose sessions hold this one. Nothing is kept per session key
+    // here, so a client that keeps making new sessions grows nothing: a
+    // session the job dropped (max-sessions) gets no_session, and its edge
+    // says Hello again.
+    for (const auto& [n, j] : jobs_)
+      if (j.sessions->find(peer.session_key)) {
+        name = n;
+        break;
+      }
+    if (name.empty())
+      return ss::error_message(ss::SessionErrc::no_session, std::string("no session for this connection; send Hello before ") +
+                                                             st::to_string(m.type()));
   }
   job = name;
-  auto reply = jobs_.at(name).sessions->handle(peer, std::move(m));
-  if (reply.as<st::Welcome>()) {
-    std::lock_guard<std::mutex> l(mu_);
-    job_of_[peer.session_key] = name;
-  }
-  return reply;
+  return jobs_.at(name).sessions->handle(peer, std::move(m));
 }
 
 }  // namespace seam::cloud

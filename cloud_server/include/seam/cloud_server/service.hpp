@@ -73,8 +73,6 @@ class Service {
   struct Http;
   ServiceOptions opts_;
   std::map<std::string, Job> jobs_;
-  mutable std::mutex mu_;
-  std::map<std::string, std::string> job_of_;  // session key -> job name
   std::unique_ptr<transport::Server> server_;
   Metrics metrics_;
   std::unique_ptr<Http> http_;
