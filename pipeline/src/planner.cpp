@@ -148,13 +148,55 @@ Plan plan_pipeline(const ModelProfile& m, const Fleet& f) {
                     std::to_string(f.devices()) + " devices hold " + mib(have) +
                     " in all (each stage also holds its largest activation)");
   }
+  // Second pass, exact tie-break: among the plans whose every stage takes at
+  // most the optimal bottleneck, the fewest stages. (Carrying the stage count
+  // through the first pass is not exact: max() hides a rest's count where a
+  // stage before it dominates.) Same table shape; value = fewest stages.
+  struct Fewest {
+    int stages = -1;  // -1: not computed; kNone: no plan within the bottleneck
+    std::int64_t end = 0;
+    int next = -1;
+  };
+  constexpr int kNone = std::numeric_limits<int>::max();
+  std::vector<Fewest> fewest_memo(static_cast<std::size_t>(cells));
+  std::function<const Fewest&(std::int64_t, std::size_t, std::size_t)> fewest = [&](std::int64_t i, std::size_t used,
+                                                                                   std::size_t t) -> const Fewest& {
+    Fewest& c = fewest_memo[(static_cast<std::size_t>(i) * used_states + used) * T + t];
+    if (c.stages >= 0) return c;
+    c.stages = kNone;
+    for (std::int64_t j = i + 1; j <= L; ++j) {
+      const Stage s = stage_cost(m, f, i, j, static_cast<int>(t));
+      if (s.memory_bytes > f.types[t].memory_bytes) break;
+      if (s.time() > top) continue;
+      if (j == L) {
+        if (1 < c.stages) c = Fewest{1, j, -1};
+        continue;
+      }
+      for (std::size_t n = 0; n < T; ++n) {
+        if (count_of(used, n) >= f.types[n].count) continue;
+        const Fewest& rest = fewest(j, used + stride[n], n);
+        if (rest.stages == kNone) continue;
+        if (rest.stages + 1 < c.stages) c = Fewest{rest.stages + 1, j, static_cast<int>(n)};
+      }
+    }
+    return c;
+  };
+  int fewest_first = -1, fewest_stages = kNone;
+  for (std::size_t t = 0; t < T; ++t) {
+    const Fewest& c = fewest(0, stride[t], t);
+    if (c.stages < fewest_stages) {
+      fewest_stages = c.stages;
+      fewest_first = static_cast<int>(t);
+    }
+  }
+  if (fewest_first >= 0) first = fewest_first;  // always found: the first pass's plan qualifies
   Plan p;
   p.bottleneck_s = top;
   std::int64_t i = 0;
   std::size_t used = stride[static_cast<std::size_t>(first)];
   std::size_t t = static_cast<std::size_t>(first);
   while (true) {
-    const Cell& c = best(i, used, t);
+    const Fewest& c = fewest(i, used, t);
     p.stages.push_back(stage_cost(m, f, i, c.end, static_cast<int>(t)));
     if (c.next < 0) break;
     i = c.end;

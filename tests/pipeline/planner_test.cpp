@@ -74,6 +74,9 @@ TEST(Planner, MatchesBruteForceExactlyOnSmallInstances) {
     const Plan dp = plan_pipeline(m, f);
     EXPECT_EQ(dp.bottleneck_s, bf.bottleneck_s) << "trial " << trial << "\nDP:\n"
                                                 << describe(dp, m, f) << "brute force:\n" << describe(bf, m, f);
+    // Ties go to the fewest stages, as in brute force's order.
+    EXPECT_EQ(dp.stages.size(), bf.stages.size()) << "trial " << trial << "\nDP:\n"
+                                                  << describe(dp, m, f) << "brute force:\n" << describe(bf, m, f);
     expect_valid(dp, m, f);
     ++feasible;
     multi_stage += dp.stages.size() > 1;
