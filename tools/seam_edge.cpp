@@ -175,6 +175,7 @@ int main(int argc, char** argv) {
         throw seam::tools::UsageError("--data-part needs I/N, e.g. 1/2 (got '" + data_part + "')");
       }
       need(parts >= 1 && part >= 1 && part <= parts, "--data-part I/N needs 1 <= I <= N (got '" + data_part + "')");
+      need(parts <= (std::int64_t{1} << 40), "--data-part I/N: N is too large (got '" + data_part + "')");
     }
     // The program, not the library, owns signals and the thread count.
     struct sigaction sa {};

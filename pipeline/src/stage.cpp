@@ -347,7 +347,8 @@ struct StageWorker::Impl : std::enable_shared_from_this<StageWorker::Impl> {
     // Working notices while a handler waits for room in the queue: a stage
     // that computes a micro-batch for longer than the hop's stall timeout is
     // busy, not stalled. A frozen process sends none, so its stall is still seen.
-    so.keepalive_interval = std::clamp(o.next.stall_timeout / 4, st::Millis(10), st::Millis(1000));
+    // At most every 250 ms: the previous hop's stall timeout is its own setting.
+    so.keepalive_interval = std::clamp(o.next.stall_timeout / 4, st::Millis(10), st::Millis(250));
     so.drain_timeout = st::Millis(1000);
     auto self_ptr = shared_from_this();
     server = std::make_unique<st::Server>(so, [w = std::weak_ptr<Impl>(self_ptr)](const st::PeerInfo&, st::Message&& m) {

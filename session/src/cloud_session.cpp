@@ -121,6 +121,7 @@ st::Message CloudSession::on_hello(const st::Hello& h) {
     auto k = store_->resume_point(theirs);
     if (k) {
       store_->load(*k, trainer_->state());
+      store_->drop_after(*k);
       last_step_.reset();
       last_reply_.reset();
       dirty_ = false;
@@ -285,7 +286,13 @@ st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
       } catch (const SessionError& e) {
         return error_message(e.code(), e.what());
       }
-      if (max_sessions_ > 0 && sessions_.size() >= max_sessions_) {
+      if (max_sessions_ > 0 && sessions_.size() + saving_.size() >= max_sessions_) {
+        // Sessions being saved still hold their memory: wait for one to go
+        // rather than evict another.
+        if (!saving_.empty()) {
+          saved_.wait(l);
+          continue;
+        }
         victim_key = pick_victim();
         if (victim_key.empty())
           return error_message(SessionErrc::handler_failed,
@@ -315,7 +322,7 @@ st::Message CloudSessions::handle(const st::PeerInfo& peer, st::Message&& m) {
     // checkpoint; its client rolls back to that one on its next Hello.
     try {
       victim->save_now();
-    } catch (const std::exception&) {
+    } catch (...) {
     }
     victim.reset();
     {

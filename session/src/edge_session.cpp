@@ -117,8 +117,13 @@ std::optional<t::StepMetrics> EdgeSession::train_step(SessionLink& link, const t
     try {
       link.checkpoint(step());
     } catch (const SessionError& e) {
-      if (e.code() != SessionErrc::step_order) throw;
+      // no_session: the cloud saved and dropped this session between the step
+      // and this request (max-sessions). Hello again; at the same step, ask
+      // for the checkpoint again so that the cloud's copy is coordinated too.
+      if (e.code() != SessionErrc::step_order && e.code() != SessionErrc::no_session) throw;
+      const std::uint64_t s = step();
       connect(link, client_id_);
+      if (step() == s) link.checkpoint(s);
       return std::nullopt;
     }
   }

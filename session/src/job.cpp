@@ -329,8 +329,13 @@ PreparedJob load_job(const std::string& dir) {
   }
   PreparedJob p;
   p.spec = job_from_string(detail::read_file(dir + "/job.conf"));
-  if (p.spec.model.kind == "torchscript" && !man.count(std::string("sha256.") + kScriptFront))
-    throw std::runtime_error(dir + "/manifest: a TorchScript job without a hash for '" + kScriptFront + "'");
+  if (p.spec.model.kind == "torchscript") {
+    for (const char* f : {kScriptFront, kScriptBack})
+      if ((has_cloud || std::string(f) == kScriptFront) && !man.count(std::string("sha256.") + f))
+        throw std::runtime_error(dir + "/manifest: a TorchScript job without a hash for '" + f + "'");
+    if (p.spec.model.split != 1)
+      throw std::runtime_error(dir + "/job.conf: a TorchScript job's split must be 1 (its front/back pair)");
+  }
   place_scripts(p.spec.model, dir);
   check_job(p.spec);
   p.dir = dir;

@@ -162,6 +162,12 @@ std::string StateStore::save(t::HalfState& st, bool coordinated) const {
   return final_dir;
 }
 
+void StateStore::drop_after(std::uint64_t step) const {
+  std::error_code ec;
+  for (auto s : steps())
+    if (s > step) fs::remove_all(path_of(s), ec);
+}
+
 void StateStore::prune() const {
   const auto all = steps();
   std::vector<std::uint64_t> coord, other;

@@ -52,6 +52,9 @@ class StateStore {
   // checkpoint never pushes out one that a peer may need to roll back to.
   std::string save(training::HalfState& st, bool coordinated = true) const;
   void load(std::uint64_t step, training::HalfState& st) const;
+  // Deletes every checkpoint after `step`: after a rollback they belong to a
+  // run that was abandoned (and would outrank the saves of the replay).
+  void drop_after(std::uint64_t step) const;
 
  private:
   std::string path_of(std::uint64_t step) const;

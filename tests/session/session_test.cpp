@@ -410,6 +410,9 @@ TEST(SessionRestart, UncoordinatedSavesNeverPushOutTheCheckpointAnEdgeNeeds) {
     EXPECT_EQ(edge->step(), edge_restarts ? 5u : 8u);
     ss::InProcessLink link(*cloud);
     EXPECT_EQ(edge->connect(link, "edge"), 5u);  // both go back to the coordinated checkpoint of 5
+    // The save of 7 belonged to the abandoned run: gone, so that it cannot
+    // outrank the replay's own saves.
+    EXPECT_FALSE(std::filesystem::exists(co.state_dir + "/step-00000000000000000007"));
     train(*edge, link, steps, [](std::uint64_t) {});
     expect_identical(ref, snapshot(edge->half(), cloud->half()));
   }
