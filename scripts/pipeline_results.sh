@@ -15,7 +15,7 @@
 # Usage: scripts/pipeline_results.sh [SECTION...]   (sections: models throughput bits search dynamic plan plots; default all)
 # Env: SEAM_PIPE_BUILD (build dir with seam-stage, seam-ptq, seam-codec; default build-i13),
 #      SEAM_PIPE_PTQ (seam-ptq to train the classifiers; default $SEAM_PIPE_BUILD/tools/seam-ptq, else build/tools/seam-ptq),
-#      SEAM_PIPE_OUT (work folder; default /tmp/seam-pipeline-results; trained models are reused).
+#      SEAM_PIPE_OUT (work folder; default /tmp/seam_pipeline_work; trained models are reused).
 set -euo pipefail
 case "${1:-}" in -h | --help) sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +27,7 @@ ptq=${SEAM_PIPE_PTQ:-$root/$build/tools/seam-ptq}
 [ -x "$ptq" ] || ptq="$root/build/tools/seam-ptq"
 codec_bin="$root/$build/tools/seam-codec"
 [ -x "$codec_bin" ] || codec_bin="$root/build/tools/seam-codec"
-out=${SEAM_PIPE_OUT:-/tmp/seam-pipeline-results}
+out=${SEAM_PIPE_OUT:-/tmp/seam_pipeline_work}
 mkdir -p "$out"
 certs="$out/pki"
 [ -f "$certs/ca.pem" ] || bash scripts/gen-certs.sh "$certs" >/dev/null
