@@ -11,20 +11,23 @@
 #
 # Runs go through `seam-train finetune` (both halves in one process, the real
 # encoded frames of the network protocol between them, so the bytes are those
-# of the wire). The networked runs (seam-cloud + seam-edge over TLS, plain and
-# over a 10 Mbit/s tc-shaped link) come with the edge program.
+# of the wire). With --link, every setting then also goes through seam-cloud
+# and seam-edge over TLS, plain and over a 10 Mbit/s tc-shaped link, for the
+# step and epoch times (scripts/link_times.sh: out/results/TASK-link.md).
 #
-# Usage: scripts/results.sh [--seeds "0 1 2"] [--only REGEX] [--threads N] [vit|bert|all]
+# Usage: scripts/results.sh [--seeds "0 1 2"] [--only REGEX] [--threads N] [--link] [vit|bert|all]
 #   --seeds    seeds to run every setting with (default 0)
 #   --only     run only the settings whose name matches REGEX (e.g. 'none|sft')
 #   --threads  LibTorch threads per run (default 1: leaves a core to the rest)
+#   --link     also the networked step times (needs root for the shaped link)
 # SEAM_BUILD_DIR (default build) is where seam-train is built.
 set -euo pipefail
 usage() { sed -n '2,/^set /s/^# \{0,1\}//p' "$0" | sed '$d'; }
-seeds="0" only="" threads=1 what=all
+seeds="0" only="" threads=1 what=all link=0
 while [ $# -gt 0 ]; do
   case "$1" in
     -h | --help) usage; exit 0 ;;
+    --link) link=1; shift ;;
     --seeds | --only | --threads)
       [ $# -ge 2 ] || { echo "results.sh: $1 needs a value" >&2; exit 2; }
       case "$1" in --seeds) seeds=$2 ;; --only) only=$2 ;; --threads) threads=$2 ;; esac
@@ -40,13 +43,9 @@ done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bash scripts/setup.sh
-. scripts/blas-env.sh
-build=${SEAM_BUILD_DIR:-build}
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" --target seam-train
-train="$build/tools/seam-train"
 . scripts/lib/jobs.sh
+setup_and_build seam-train
+train="$build/tools/seam-train"
 
 tasks=(vit bert)
 [ "$what" = all ] || tasks=("$what")
@@ -77,4 +76,9 @@ for task in "${tasks[@]}"; do
   for f in "$dir"/*-s"${seeds%% *}".jsonl; do jsonls+=("$f"); done
   bash scripts/plots.sh --title "$task" "docs/results/$task" "${jsonls[@]}"
   cat "out/results/$task.md"
+  if [ "$link" = 1 ]; then
+    only_args=()
+    [ -z "$only" ] || only_args=(--only "$only")
+    bash scripts/link_times.sh --threads "$threads" "${only_args[@]}" "$task"
+  fi
 done

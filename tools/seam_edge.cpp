@@ -206,11 +206,12 @@ int main(int argc, char** argv) {
     se::Client client(eo);
     const auto wall0 = clock_type::now();
     const std::uint64_t start = client.join();
-    std::printf("seam-edge: joined job '%s' at %s%s (%s, split %lld, up %s, down %s); %d threads; %s at step %llu of %lld\n",
+    std::printf("seam-edge: joined job '%s' at %s%s (%s, split %lld, up %s, down %s); %d threads; %s at step %llu of %lld (%lld steps per epoch)\n",
                 eo.job.c_str(), eo.server.c_str(), client.downloaded() ? ", front half downloaded" : "", client.job().spec.model.kind.c_str(),
                 static_cast<long long>(client.job().spec.model.split), client.job().spec.half.up_codec.c_str(),
                 client.job().spec.half.down_codec.c_str(), used_threads, start > 0 ? "resuming" : "starting",
-                static_cast<unsigned long long>(start), static_cast<long long>(total));
+                static_cast<unsigned long long>(start), static_cast<long long>(total),
+                static_cast<long long>(per_epoch));
     std::fflush(stdout);
 
     std::ofstream log;

@@ -1,7 +1,18 @@
 # shellcheck shell=bash
-# Sourced by results.sh, finetune.sh and demo.sh: reading job files and seam-train logs.
+# Sourced by results.sh, link_times.sh, finetune.sh and demo.sh: reading job files and seam-train logs.
 # Expects $root (the repository) to be set by the caller.
 # shellcheck disable=SC2154
+
+# setup_and_build TARGET...: scripts/setup.sh (installs what is missing), the
+# OpenBLAS environment, then a RelWithDebInfo build of the TARGETs in
+# $SEAM_BUILD_DIR (default build). Sets build to that folder.
+setup_and_build() {
+  bash "$root/scripts/setup.sh"
+  . "$root/scripts/blas-env.sh"
+  build=${SEAM_BUILD_DIR:-build}
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$build" --target "$@"
+}
 
 # job_value FILE KEY: the last value of `KEY = value` in FILE (comments and blanks ignored).
 job_value() {
@@ -120,4 +131,29 @@ start_cloud() {
   # shellcheck disable=SC2034  # read by the caller
   cloud_port=${line##*:}
   echo "$line"
+}
+
+# link_table TSV RATE RATE_BPS: link_times.sh's rows as a Markdown table, one row
+# per setting (none first): plain and shaped step times side by side, epoch
+# times, the shaped link's time against the least its bytes need at RATE_BPS
+# bits per second, and the speed-up against none on the shaped link.
+link_table() {
+  awk -F'\t' -v rate="$2" -v bps="$3" '
+    NR == 1 { next }
+    { k = $1; if (!(k in seen)) { seen[k] = 1; if (k != "none") order[++m] = k }
+      ms[k, $2] = $4; lk[k, $2] = $5; bytes[k] = $6 + $7; ep[k] = $8 }
+    function cell(x, f) { return x == "" ? "–" : sprintf(f, x) }
+    END {
+      if ("none" in seen) { for (i = m; i >= 1; i--) order[i + 1] = order[i]; order[1] = "none"; m++ }
+      printf "| setting | up+down B/step | plain ms/step | %s ms/step | %s link ms (bytes/rate) | plain s/epoch | %s s/epoch | %s / plain | speed-up vs none at %s |\n", rate, rate, rate, rate, rate
+      print "|---|---|---|---|---|---|---|---|---|"
+      for (i = 1; i <= m; i++) {
+        k = order[i]; p = ms[k, "plain"]; s = ms[k, rate]
+        printf "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", k, bytes[k], cell(p, "%.0f"), cell(s, "%.0f"),
+          (s == "" ? "–" : sprintf("%.0f (%.0f)", lk[k, rate], bytes[k] * 8 / bps * 1000)),
+          cell(p == "" ? "" : p * ep[k] / 1000, "%.0f"), cell(s == "" ? "" : s * ep[k] / 1000, "%.0f"),
+          (p == "" || s == "" ? "–" : sprintf("%.2f", s / p)),
+          (s == "" || ms["none", rate] == "" ? "–" : sprintf("x%.1f", ms["none", rate] / s))
+      }
+    }' "$1"
 }
