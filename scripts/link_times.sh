@@ -21,7 +21,8 @@
 #   --steps    steps per run (default 12)
 #   --skip     first steps left out of the means (default 2: warm-up)
 #   --rate     tbf rate of the shaped link (default 10mbit; tc's units)
-#   --only     only the settings whose name matches REGEX (e.g. '^(none|sft16.*)$')
+#   --only     only the settings whose name matches REGEX (e.g. '^(none|sft16.*)$');
+#              the table keeps the rows of the other settings from an earlier run
 #   --threads  LibTorch threads of seam-edge (default 1, as scripts/results.sh)
 # SEAM_BUILD_DIR (default build) is where the programs are built.
 set -euo pipefail
@@ -91,7 +92,13 @@ for task in "${tasks[@]}"; do
   mkdir -p "$dir"
   ensure_pretrained "$bin/seam-train" "configs/pretrain-$task.conf" "$threads"
   tsv=out/results/$task-link.tsv
-  printf 'setting\tlink\tsteps_measured\tms_per_step\tlink_ms\tup_B\tdown_B\tsteps_per_epoch\n' > "$tsv"
+  header=$(printf 'setting\tlink\tsteps_measured\tms_per_step\tlink_ms\tup_B\tdown_B\tsteps_per_epoch')
+  if [ -n "$only" ] && [ -f "$tsv" ] && [ "$(head -n 1 "$tsv")" = "$header" ]; then
+    # --only re-measures some settings: the other settings' rows stay.
+    awk -F'\t' -v re="$only" 'NR == 1 || $1 !~ re' "$tsv" > "$tsv.tmp" && mv "$tsv.tmp" "$tsv"
+  else
+    echo "$header" > "$tsv"
+  fi
   for job_file in configs/"$task"-*.job; do
     job=$(basename "$job_file" .job)
     setting=${job#"$task"-}

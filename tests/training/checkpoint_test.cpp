@@ -76,6 +76,11 @@ TEST(Checkpoint, RoundTripResumesExactly) {
   EXPECT_THROW(t::config_from_string("colour=blue\n"), std::invalid_argument);
   EXPECT_THROW(t::config_from_string("width 12\n"), std::invalid_argument);
   EXPECT_EQ(t::config_from_string("width=12\nkind=bert\n").width, 12);
+  // sft_skip is written only when set, so the text of older configs is unchanged.
+  EXPECT_EQ(t::config_to_string(c).find("sft_skip"), std::string::npos);
+  auto skip = c;
+  skip.sft_skip = "pinv";
+  EXPECT_EQ(t::config_from_string(t::config_to_string(skip)).sft_skip, "pinv");
 }
 
 TEST(Checkpoint, CrashDuringSaveLeavesThePreviousCheckpointIntact) {

@@ -1,6 +1,7 @@
 // Equivalence, the key test: split training through the real frame encoding
 // with the `none` codec equals unsplit training with the same seed and data.
 #include <gtest/gtest.h>
+#include <set>
 #include <torch/torch.h>
 
 #include "seam/training/edge_half.hpp"
@@ -230,6 +231,68 @@ TEST(SplitVariants, SftBottleneckSendsRankRFeaturesAndStartsFromThePretrainedLay
   EXPECT_LT(last, first * 0.8);
 }
 
+TEST(SplitVariants, SftSkipStartsAsPlainSftOrFromThePseudoInverseAndTrains) {
+  auto c = small("gpt", 2);
+  c.sft_rank = 4;
+  auto plain = t::build_split_model(c);
+  auto b = make_batch(c, 0);
+  plain.edge.train(false);
+  plain.cloud.train(false);
+  const auto a = plain.edge.forward(b.x, {});
+  const auto y = plain.cloud.forward(a, {});
+  auto param = [](const t::ModelHalf& h, const std::string& name) {
+    for (auto& [n, p] : h.named_parameters())
+      if (n == name) return p;
+    return torch::Tensor();
+  };
+  const auto down = param(plain.edge, "1.sft_down");
+  ASSERT_TRUE(down.defined());
+  EXPECT_FALSE(param(plain.cloud, "1.sft_skip").defined());
+  std::set<std::string> fingerprints{t::fingerprint(c, plain.edge, plain.cloud)};
+  for (const std::string kind : {"zero", "pinv"}) {
+    SCOPED_TRACE(kind);
+    auto cs = c;
+    cs.sft_skip = kind;
+    auto sm = t::build_split_model(cs);
+    sm.edge.train(false);
+    sm.cloud.train(false);
+    // The edge and what crosses the link are those of plain SFT.
+    const auto as = sm.edge.forward(b.x, {});
+    EXPECT_TRUE(torch::equal(as, a));
+    auto skip = param(sm.cloud, "1.sft_skip");
+    ASSERT_TRUE(skip.defined());
+    EXPECT_EQ(skip.sizes(), (std::vector<std::int64_t>{c.width, c.sft_rank}));
+    const auto ys = sm.cloud.forward(as, {});
+    if (kind == "zero") {
+      EXPECT_EQ(skip.abs().max().item<float>(), 0.0f);
+      EXPECT_TRUE(torch::equal(ys, y));  // starts as plain SFT, exactly
+    } else {
+      // pinv(E), recomputed in float64: E P = I on the r features.
+      auto e = down.to(torch::kDouble);
+      auto want = torch::matmul(e.t(), torch::inverse(torch::matmul(e, e.t())));
+      EXPECT_LT((skip.to(torch::kDouble) - want).abs().max().item<double>(), 1e-5);
+      EXPECT_LT((torch::matmul(e, skip.to(torch::kDouble)) - torch::eye(c.sft_rank, torch::kDouble)).abs().max().item<double>(),
+                1e-4);
+      EXPECT_FALSE(torch::allclose(ys, y, 1e-3, 1e-3));  // P t reaches the cloud's output
+    }
+    EXPECT_TRUE(fingerprints.insert(t::fingerprint(cs, sm.edge, sm.cloud)).second) << "fingerprint not distinct";
+    // It trains, skip included.
+    const auto before = skip.clone();
+    t::HalfSettings hs;
+    hs.task = "lm";
+    hs.optim = optim();
+    seam::session::test::LocalSession local(sm.edge, sm.cloud, cs, hs);
+    double first = 0, last = 0;
+    for (int step = 0; step < 15; ++step) {
+      auto m = local.step(b.x, b.labels, b.ids);
+      if (step == 0) first = m.loss;
+      last = m.loss;
+    }
+    EXPECT_LT(last, first * 0.8);
+    EXPECT_GT((skip - before).abs().max().item<float>(), 0.0f);
+  }
+}
+
 TEST(SplitConfig, BadConfigsGetClearErrors) {
   auto msg = [](t::ModelConfig c) {
     try {
@@ -253,6 +316,13 @@ TEST(SplitConfig, BadConfigsGetClearErrors) {
   c = small("gpt", 1);
   c.task = "classify";
   EXPECT_NE(msg(c).find("does not fit"), std::string::npos);
+  c = small("vit", 2);
+  c.sft_rank = 4;
+  c.sft_skip = "linear";
+  EXPECT_NE(msg(c).find("sft_skip must be none, zero or pinv (got 'linear')"), std::string::npos) << msg(c);
+  c.sft_rank = 0;
+  c.sft_skip = "zero";
+  EXPECT_NE(msg(c).find("sft_skip needs an SFT bottleneck"), std::string::npos) << msg(c);
 }
 
 }  // namespace

@@ -78,7 +78,7 @@ std::string config_to_string(const ModelConfig& c) {
      << "\npatch=" << c.patch << "\nclasses=" << c.classes << "\nwidth=" << c.width << "\ndepth=" << c.depth
      << "\nheads=" << c.heads << "\nmlp_ratio=" << c.mlp_ratio << "\nmax_len=" << c.max_len << "\nvocab=" << c.vocab
      << "\ncnn_width=" << c.cnn_width << "\ncnn_stages=" << c.cnn_stages << "\nsplit=" << c.split
-     << "\nsft_rank=" << c.sft_rank << "\nc3_groups=" << c.c3_groups << "\nc3_keys=" << c.c3_keys
+     << "\nsft_rank=" << c.sft_rank << (c.sft_skip == "none" ? "" : "\nsft_skip=" + c.sft_skip) << "\nc3_groups=" << c.c3_groups << "\nc3_keys=" << c.c3_keys
      << "\nseed=" << c.seed << "\nscript_path=" << c.script_path << "\nscript_back_path=" << c.script_back_path
      << "\n";
   return os.str();
@@ -115,6 +115,7 @@ ModelConfig config_from_string(const std::string& s) {
     if (k == "kind") c.kind = v;
     else if (k == "task") c.task = v;
     else if (k == "c3_keys") c.c3_keys = v;
+    else if (k == "sft_skip") c.sft_skip = v;
     else if (k == "script_path") c.script_path = v;
     else if (k == "script_back_path") c.script_back_path = v;
     else if (k == "seed") c.seed = static_cast<std::uint64_t>(number());

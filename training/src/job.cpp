@@ -199,6 +199,7 @@ PretrainedLoad check_pretrained(const ModelConfig& mc, const std::string& path) 
   ModelConfig whole = mc;
   whole.split = 1;
   whole.sft_rank = 0;
+  whole.sft_skip = "none";
   whole.c3_groups = 0;
   auto full = build_full_model(whole);
   return load_pretrained_report(full, path, mc.kind);

@@ -82,17 +82,21 @@ struct SftEdgeBlock : Block {
   at::Tensor sft_down;
 };
 
-// SFT, cloud side: U_r t + b1 -> GELU -> fc2, with no residual.
+// SFT, cloud side: U_r t + b1 -> GELU -> fc2, with no residual; or, with a
+// skip matrix P [width, r], plus P t (a linear stand-in for the residual, made
+// from the same r features: nothing more crosses).
 struct SftCloudBlock : Block {
-  SftCloudBlock(TransformerBlock& src, const at::Tensor& up, const at::Tensor& bias) {
+  SftCloudBlock(TransformerBlock& src, const at::Tensor& up, const at::Tensor& bias, const at::Tensor& skip) {
     sft_up = register_parameter("sft_up", up.clone());
     sft_bias = register_parameter("sft_bias", bias.clone());
+    if (skip.defined()) sft_skip = register_parameter("sft_skip", skip.clone());
     fc2 = register_module("fc2", src.fc2);
   }
   at::Tensor run(const at::Tensor& t, const BatchContext&) override {
-    return fc2(torch::gelu(compression::sft_cloud(t, sft_up, sft_bias)));
+    auto y = fc2(torch::gelu(compression::sft_cloud(t, sft_up, sft_bias)));
+    return sft_skip.defined() ? y + torch::matmul(t, sft_skip.t()) : y;
   }
-  at::Tensor sft_up, sft_bias;
+  at::Tensor sft_up, sft_bias, sft_skip;
   nn::Linear fc2{nullptr};
 };
 
@@ -221,6 +225,9 @@ void check_config(const ModelConfig& c) {
       bad("with sft_rank the last edge block must be a transformer block: split in 2.." + std::to_string(c.depth + 1));
     if (c.sft_rank > std::min(c.width, c.width * c.mlp_ratio)) bad("sft_rank larger than the layer");
   }
+  if (c.sft_skip != "none" && c.sft_skip != "zero" && c.sft_skip != "pinv")
+    bad("sft_skip must be none, zero or pinv (got '" + c.sft_skip + "')");
+  if (c.sft_skip != "none" && c.sft_rank == 0) bad("sft_skip needs an SFT bottleneck (sft_rank > 0)");
   if (c.c3_groups < 0 || c.c3_groups > 64) bad("c3_groups must be in 0..64");
   if (c.c3_keys != "gaussian" && c.c3_keys != "unitary") bad("c3_keys must be gaussian or unitary");
 }
@@ -405,6 +412,7 @@ ModelHalf build_full_model(const ModelConfig& c) {
   ModelConfig plain = c;
   plain.split = 1;
   plain.sft_rank = 0;
+  plain.sft_skip = "none";
   plain.c3_groups = 0;
   check_config(plain);
   auto impl = std::make_unique<ModelHalf::Impl>();
@@ -444,8 +452,13 @@ SplitModel split_model(const ModelConfig& c, const std::string& pretrained, bool
         f.cloud_weight = torch::zeros({out, c.sft_rank});
         f.cloud_bias = torch::zeros({out});
       }
+      at::Tensor skip;  // [width, r]
+      if (c.sft_skip == "pinv" && derive)  // t = E a, so a ~ pinv(E) t on E's row space
+        skip = at::linalg_pinv(f.edge_weight.to(at::kDouble)).to(f.edge_weight.scalar_type()).contiguous();
+      else if (c.sft_skip != "none")
+        skip = torch::zeros({f.edge_weight.size(1), c.sft_rank}, f.edge_weight.options());
       edge->add(name, std::make_shared<SftEdgeBlock>(tb, f.edge_weight));
-      if (!edge_only) cloud->add(name, std::make_shared<SftCloudBlock>(tb, f.cloud_weight, f.cloud_bias));
+      if (!edge_only) cloud->add(name, std::make_shared<SftCloudBlock>(tb, f.cloud_weight, f.cloud_bias, skip));
       continue;
     }
     (i < k ? edge : cloud)->add(name, blocks[i]);
@@ -532,6 +545,7 @@ std::string fingerprint(const ModelConfig& c, const ModelHalf& edge, const Model
      << '|' << c.width << '|' << c.depth << '|' << c.heads << '|' << c.mlp_ratio << '|' << c.max_len << '|' << c.vocab
      << '|' << c.cnn_width << '|' << c.cnn_stages << '|' << c.split << '|' << c.sft_rank << '|' << c.c3_groups << '|'
      << c.c3_keys;  // script paths left out: the same model may sit at another path
+  if (c.sft_skip != "none") os << "|sft_skip=" << c.sft_skip;  // absent: the fingerprints of older jobs stay
   for (const auto* h : {&edge, &cloud}) {
     os << "#";
     for (auto& [name, t] : h->named_parameters()) os << name << t.sizes() << ';';
@@ -564,6 +578,7 @@ ModelHalf build_model_range(const ModelConfig& c, std::int64_t begin, std::int64
   ModelConfig plain = c;
   plain.split = 1;
   plain.sft_rank = 0;
+  plain.sft_skip = "none";
   plain.c3_groups = 0;
   check_config(plain);
   auto blocks = make_blocks(plain);

@@ -26,6 +26,11 @@ struct ModelConfig {
   // split
   std::int64_t split = 1;      // blocks [0, split) run on the edge
   std::int64_t sft_rank = 0;   // > 0: SFT bottleneck in the last edge block (transformers)
+  // With SFT, what the cloud puts in place of the eliminated FFN residual:
+  // none (link elimination, as the paper) | zero | pinv (a learned linear map
+  // from the r bottleneck features back to the width, initialised to zero or to
+  // the pseudo-inverse of the edge's projection). Nothing more crosses the link.
+  std::string sft_skip = "none";
   std::int64_t c3_groups = 0;  // R > 0: C3 bind on the edge, unbind in the cloud
   std::string c3_keys = "gaussian";  // gaussian | unitary
   std::uint64_t seed = 0;      // initialisation and C3 keys

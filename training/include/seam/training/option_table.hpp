@@ -29,6 +29,9 @@ inline void add_model_options(boost::program_options::options_description& d, Mo
       "cnn-stages", po::value(&mc.cnn_stages)->default_value(3), "CNN residual stages")(
       "split", po::value(&mc.split)->default_value(1), "blocks [0, split) run on the edge")(
       "sft-rank", po::value(&mc.sft_rank)->default_value(0), "SFT bottleneck rank at the split (0 = off)")(
+      "sft-skip", po::value(&mc.sft_skip)->default_value("none"),
+      "with SFT, the cloud's stand-in for the eliminated residual: none | zero | pinv (a learned r -> width "
+      "linear map, initialised to zero or to the pseudo-inverse of the edge's projection)")(
       "c3-groups", po::value(&mc.c3_groups)->default_value(0), "C3 samples bound per group (0 = off)")(
       "c3-keys", po::value(&mc.c3_keys)->default_value("gaussian"), "gaussian | unitary")(
       "seed", po::value(&mc.seed)->default_value(0), "model, codec and data seed");
