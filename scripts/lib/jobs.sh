@@ -118,7 +118,7 @@ start_cloud() {
   "$bin" serve "$@" --port 0 > "$log" 2>&1 &
   cloud_pid=$!
   for _ in $(seq 600); do
-    line=$(grep -m 1 "serving jobs .* on " "$log" || true)
+    line=$(grep -m 1 "serving jobs .* on " "$log" 2>/dev/null || true)
     [ -n "$line" ] && break
     kill -0 "$cloud_pid" 2>/dev/null || break
     sleep 0.1
