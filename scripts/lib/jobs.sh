@@ -140,15 +140,17 @@ start_cloud() {
 link_table() {
   awk -F'\t' -v rate="$2" -v bps="$3" '
     NR == 1 { next }
-    { k = $1; if (!(k in seen)) { seen[k] = 1; if (k != "none") order[++m] = k }
+    { k = $1; if (!(k in seen)) { seen[k] = 1; order[++m] = k }
       ms[k, $2] = $4; lk[k, $2] = $5; bytes[k] = $6 + $7; ep[k] = $8 }
     function cell(x, f) { return x == "" ? "–" : sprintf(f, x) }
     END {
-      if ("none" in seen) { for (i = m; i >= 1; i--) order[i + 1] = order[i]; order[1] = "none"; m++ }
       printf "| setting | up+down B/step | plain ms/step | %s ms/step | %s link ms (bytes/rate) | plain s/epoch | %s s/epoch | %s / plain | speed-up vs none at %s |\n", rate, rate, rate, rate, rate
       print "|---|---|---|---|---|---|---|---|---|"
-      for (i = 1; i <= m; i++) {
-        k = order[i]; p = ms[k, "plain"]; s = ms[k, rate]
+      # none first, then the others in the order of the rows
+      for (i = 0; i <= m; i++) {
+        k = i == 0 ? "none" : order[i]
+        if ((i == 0 && !("none" in seen)) || (i > 0 && k == "none")) continue
+        p = ms[k, "plain"]; s = ms[k, rate]
         printf "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", k, bytes[k], cell(p, "%.0f"), cell(s, "%.0f"),
           (s == "" ? "–" : sprintf("%.0f (%.0f)", lk[k, rate], bytes[k] * 8 / bps * 1000)),
           cell(p == "" ? "" : p * ep[k] / 1000, "%.0f"), cell(s == "" ? "" : s * ep[k] / 1000, "%.0f"),

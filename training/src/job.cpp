@@ -196,12 +196,7 @@ std::vector<std::string> load_pretrained(ModelHalf& full, const std::string& pat
 }
 
 PretrainedLoad check_pretrained(const ModelConfig& mc, const std::string& path) {
-  ModelConfig whole = mc;
-  whole.split = 1;
-  whole.sft_rank = 0;
-  whole.sft_skip = "none";
-  whole.c3_groups = 0;
-  auto full = build_full_model(whole);
+  auto full = build_full_model(mc);  // the unsplit model, boundary transforms left out
   return load_pretrained_report(full, path, mc.kind);
 }
 

@@ -407,13 +407,21 @@ SplitModel build_script_model(const ModelConfig& c, bool split) {
 
 }  // namespace
 
-ModelHalf build_full_model(const ModelConfig& c) {
-  if (c.kind == "torchscript") return std::move(build_script_model(c, false).edge);
+namespace {
+// The whole model's config: no split and none of the boundary transforms.
+ModelConfig unsplit(const ModelConfig& c) {
   ModelConfig plain = c;
   plain.split = 1;
   plain.sft_rank = 0;
   plain.sft_skip = "none";
   plain.c3_groups = 0;
+  return plain;
+}
+}  // namespace
+
+ModelHalf build_full_model(const ModelConfig& c) {
+  if (c.kind == "torchscript") return std::move(build_script_model(c, false).edge);
+  const ModelConfig plain = unsplit(c);
   check_config(plain);
   auto impl = std::make_unique<ModelHalf::Impl>();
   auto blocks = make_blocks(plain);
@@ -452,13 +460,15 @@ SplitModel split_model(const ModelConfig& c, const std::string& pretrained, bool
         f.cloud_weight = torch::zeros({out, c.sft_rank});
         f.cloud_bias = torch::zeros({out});
       }
-      at::Tensor skip;  // [width, r]
-      if (c.sft_skip == "pinv" && derive)  // t = E a, so a ~ pinv(E) t on E's row space
-        skip = at::linalg_pinv(f.edge_weight.to(at::kDouble)).to(f.edge_weight.scalar_type()).contiguous();
-      else if (c.sft_skip != "none")
-        skip = torch::zeros({f.edge_weight.size(1), c.sft_rank}, f.edge_weight.options());
       edge->add(name, std::make_shared<SftEdgeBlock>(tb, f.edge_weight));
-      if (!edge_only) cloud->add(name, std::make_shared<SftCloudBlock>(tb, f.cloud_weight, f.cloud_bias, skip));
+      if (!edge_only) {
+        at::Tensor skip;  // [width, r], cloud side only
+        if (c.sft_skip == "pinv" && derive)  // t = E a, so a ~ pinv(E) t on E's row space
+          skip = at::linalg_pinv(f.edge_weight.to(at::kDouble)).to(f.edge_weight.scalar_type()).contiguous();
+        else if (c.sft_skip != "none")
+          skip = torch::zeros({f.edge_weight.size(1), c.sft_rank}, f.edge_weight.options());
+        cloud->add(name, std::make_shared<SftCloudBlock>(tb, f.cloud_weight, f.cloud_bias, skip));
+      }
       continue;
     }
     (i < k ? edge : cloud)->add(name, blocks[i]);
@@ -575,11 +585,7 @@ ModelHalf build_model_range(const ModelConfig& c, std::int64_t begin, std::int64
     }
     return ModelHalf(std::move(impl));
   }
-  ModelConfig plain = c;
-  plain.split = 1;
-  plain.sft_rank = 0;
-  plain.sft_skip = "none";
-  plain.c3_groups = 0;
+  const ModelConfig plain = unsplit(c);
   check_config(plain);
   auto blocks = make_blocks(plain);
   const auto n = static_cast<std::int64_t>(blocks.size());
